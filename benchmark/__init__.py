@@ -1,0 +1,1 @@
+"""Engine: registries, the runner, the results table and the command line."""

@@ -1,0 +1,150 @@
+"""Loading a dataset: locate the file, verify its sha256, check the conventions.
+
+Every slice reaching a task has passed :func:`validate_adata`, so tasks and
+methods can rely on SPEC §2.1 (raw non-negative counts in ``X``, finite n x 2
+``obsm["spatial"]``, unique ``obs_names``, ``obs["slice"]``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from stbench.benchmark.errors import ChecksumError, DataNotFoundError, DatasetError
+from stbench.datasets.registry import DatasetSpec, default_data_dir, get_dataset_spec
+from stbench.datasets.synthetic import content_sha256, simulate_tissue
+
+
+@dataclass
+class Dataset:
+    """A loaded, verified dataset: the spec, the AnnData of all slices, its sha256."""
+
+    spec: DatasetSpec
+    adata: ad.AnnData
+    sha256: str
+
+    def slice(self, name: str) -> ad.AnnData:
+        """One slice as a copy (tasks may modify what they get)."""
+        mask = (self.adata.obs["slice"].astype(str) == str(name)).to_numpy()
+        if not mask.any():
+            raise DatasetError(f"dataset {self.spec.name!r} has no slice {name!r}; "
+                               f"its slices are {sorted(self.adata.obs['slice'].astype(str).unique())}")
+        return self.adata[mask].copy()
+
+    def slices(self, names) -> ad.AnnData:
+        """Several slices, in the order given, concatenated (a copy)."""
+        return ad.concat([self.slice(n) for n in names], merge="same", uns_merge="first")
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def validate_adata(adata: ad.AnnData, name: str, label_key: str | None = None) -> None:
+    """Check SPEC §2.1; raise one DatasetError naming the problem and what was expected."""
+    where = f"dataset {name!r}"
+    if "spatial" not in adata.obsm:
+        raise DatasetError(f"{where} has no coordinates: expected obsm['spatial'] as an n x 2 float "
+                           f"array, found obsm keys {list(adata.obsm.keys())}")
+    xy = np.asarray(adata.obsm["spatial"])
+    if xy.ndim != 2 or xy.shape[1] != 2 or xy.shape[0] != adata.n_obs:
+        raise DatasetError(f"{where}: obsm['spatial'] must have shape ({adata.n_obs}, 2), got {xy.shape}")
+    if not np.issubdtype(xy.dtype, np.number) or not np.isfinite(xy).all():
+        bad = int((~np.isfinite(xy.astype(float))).any(axis=1).sum()) if np.issubdtype(xy.dtype, np.number) else -1
+        raise DatasetError(f"{where}: obsm['spatial'] must be finite numbers; {bad} spots have NaN or "
+                           "infinite coordinates")
+    if not adata.obs_names.is_unique:
+        dups = adata.obs_names[adata.obs_names.duplicated()].unique()[:5].tolist()
+        raise DatasetError(f"{where}: obs_names must be unique; duplicated names include {dups}")
+    if not adata.var_names.is_unique:
+        dups = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
+        raise DatasetError(f"{where}: var_names (gene symbols) must be unique; duplicated: {dups}")
+    values = adata.X.data if sp.issparse(adata.X) else np.asarray(adata.X)
+    if values.size and not np.isfinite(values).all():
+        raise DatasetError(f"{where}: X must hold finite raw counts; found NaN or infinite values")
+    if values.size and values.min() < 0:
+        raise DatasetError(f"{where}: X must hold raw non-negative counts; found a minimum of {values.min()}")
+    if label_key is not None and label_key not in adata.obs:
+        raise DatasetError(f"{where}: label column obs[{label_key!r}] does not exist; "
+                           f"obs columns are {list(adata.obs.columns)}")
+    if "slice" not in adata.obs:
+        raise DatasetError(f"{where}: expected obs['slice'] naming the slice of each spot")
+
+
+def _normalise(adata: ad.AnnData) -> ad.AnnData:
+    """Light conversions that keep the data as it is: CSR float32 X, float coordinates, str slices."""
+    if not sp.issparse(adata.X):
+        adata.X = sp.csr_matrix(adata.X)
+    adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    adata.obsm["spatial"] = np.asarray(adata.obsm["spatial"], dtype=np.float64)
+    adata.obs["slice"] = adata.obs["slice"].astype(str).astype("category")
+    return adata
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    return Path(data_dir).expanduser() if data_dir else default_data_dir()
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, data_dir: str) -> Dataset:
+    spec = get_dataset_spec(name)
+    if spec.filename is None:
+        adata = simulate_tissue(seed=0)
+        validate_adata(adata, name, spec.label_key)
+        return Dataset(spec, _normalise(adata), content_sha256(adata))
+    path = Path(data_dir) / spec.filename
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"dataset {name!r} needs the file {spec.filename!r}, which is not in the data directory "
+            f"{data_dir!s}. Put the file there (or point --data-dir / $STBENCH_DATA at the folder that "
+            f"holds it). It comes from: {spec.source.get('url', 'see the registry')} "
+            f"(paper: {spec.source.get('paper', '?')}); expected sha256 {spec.sha256}.")
+    actual = file_sha256(path)
+    if actual != spec.sha256:
+        raise ChecksumError(f"dataset file {str(path)!r} has sha256 {actual}, but the registry expects "
+                            f"{spec.sha256} for {name!r} version {spec.version}: the file is corrupt or "
+                            "a different version; replace it with the registered one")
+    adata = ad.read_h5ad(path)
+    validate_adata(adata, name, spec.label_key)
+    return Dataset(spec, _normalise(adata), actual)
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+    """Load a registered dataset (cached in process), verifying its checksum."""
+    get_dataset_spec(name)  # unknown names fail before any file access
+    return _load_cached(name, str(resolve_data_dir(data_dir)))
+
+
+def load_user_dataset(path: str | Path, label_key: str | None = "domain") -> Dataset:
+    """A user's own AnnData (``stbench run --dataset-file``): validated like a registered one.
+
+    It is recorded under the file's stem and its sha256. Slices come from
+    ``obs["slice"]`` (a single slice named after the file if the column is absent).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"dataset file {str(path)!r} does not exist")
+    adata = ad.read_h5ad(path)
+    if "slice" not in adata.obs:
+        adata.obs["slice"] = path.stem
+    validate_adata(adata, path.stem, label_key)
+    slices = tuple(pd.unique(adata.obs["slice"].astype(str)))
+    spec = DatasetSpec(
+        name=path.stem, version="user", platform=str(adata.uns.get("platform", "unknown")),
+        organism="unknown", tissue="unknown", slices=slices, label_key=label_key,
+        tasks=(), source={"url": str(path.resolve())}, filename=path.name,
+        grid_columns=("array_row", "array_col") if {"array_row", "array_col"} <= set(adata.obs) else None,
+        grid_kind="square" if {"array_row", "array_col"} <= set(adata.obs) else None,
+    )
+    return Dataset(spec, _normalise(adata), file_sha256(path))

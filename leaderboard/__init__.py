@@ -1,0 +1,1 @@
+"""Leaderboard: aggregation of the results table and the Streamlit app (engine issue)."""

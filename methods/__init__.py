@@ -1,0 +1,117 @@
+"""Methods: one module per adapter. A module builds a :class:`Method` and marks
+the function that solves each task with ``@method.solves("task")``.
+
+Adapters outside this repository register through the entry-point group
+``stbench.methods`` (the entry point names a module or a Method object), so a
+new method is one file and one line in its own ``pyproject.toml``::
+
+    [project.entry-points."stbench.methods"]
+    mymethod = "mypackage.mymethod"
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable
+
+from stbench.benchmark.errors import MethodNotApplicable, UnknownNameError
+
+KINDS = ("control", "baseline", "seed", "peer")
+
+
+@dataclass
+class RunContext:
+    """What a method gets besides the input view."""
+
+    seed: int
+    device: str  # "cuda" when a GPU is present and the method can use it, else "cpu"
+    scratch_dir: Path
+    params: dict
+    task: str
+    split: str
+    # Only for methods marked uses_truth (positive controls): the task's solution.
+    solution: Any = None
+
+
+@dataclass
+class Method:
+    """An adapter's metadata (SPEC §5.1) and its per-task solver functions."""
+
+    name: str
+    kind: str
+    summary: str
+    version: str = "1"
+    label: str | None = None
+    paper: str = ""
+    paper_url: str = ""
+    code_url: str = ""
+    gpu: bool = False
+    uses_truth: bool = False  # positive controls: the one place truth is given on purpose
+    uses_true_k: bool = False  # uses the number of domains the task provides
+    params: dict = field(default_factory=dict)  # defaults; a run may override them
+    deviations: str = ""
+    solvers: dict[str, Callable] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"method {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        self.label = self.label or self.name.replace("_", " ")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(self.solvers)
+
+    def solves(self, *task_names: str):
+        """Decorator: ``fn(inputs, ctx) -> output`` solves these tasks."""
+
+        def wrap(fn):
+            for t in task_names:
+                self.solvers[t] = fn
+            return fn
+
+        return wrap
+
+    def run(self, task_name: str, inputs, ctx: RunContext):
+        if task_name not in self.solvers:
+            raise MethodNotApplicable(f"method {self.name!r} does not solve task {task_name!r} "
+                                      f"(it solves {', '.join(self.tasks)})")
+        return self.solvers[task_name](inputs, ctx)
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if method.name in METHODS and METHODS[method.name] is not method:
+        raise ValueError(f"method {method.name!r} is registered twice")
+    METHODS[method.name] = method
+    return method
+
+
+def _discover() -> None:
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, Method):
+                register(obj)
+    for ep in entry_points(group="stbench.methods"):
+        obj = ep.load()
+        objs = [obj] if isinstance(obj, Method) else [v for v in vars(obj).values() if isinstance(v, Method)]
+        for m in objs:
+            register(m)
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UnknownNameError("method", name, METHODS) from None
+
+
+_discover()

@@ -1,0 +1,157 @@
+"""Slice alignment: place a query slice in the frame of a reference slice.
+
+Instances are ordered pairs ``reference>query`` of adjacent slices. Before the
+method sees the query, the task applies a seeded random rigid transform to it
+(rotation uniform in [0, 360), translation up to half the slice's extent on
+each axis), shuffles its spots and renames them ``q00000...``, so that neither
+the identity, the spot order nor the names (Visium barcodes encode array
+positions) give the answer. The transform is kept to score with.
+
+The method sees ``reference`` and ``query`` (AnnData each: log-normalised
+expression on HVGs chosen on both slices' counts, ``layers["counts"]``,
+``obsm["spatial"]`` in its own frame; no labels, no grid).
+
+Output: ``{"aligned": (n_query x 2) coordinates in the reference frame,
+"plan": optional transport plan pi of shape (n_query, n_reference)}`` or the
+coordinate array alone.
+
+Metrics: LTARI (primary) = ARI between the query's true labels and the labels
+of each query spot's reference partner, the partner being argmax pi when a
+plan is returned and otherwise the nearest reference spot in aligned
+coordinates (the rule is recorded as ``ltari_rule``); ``ltari_nn`` always uses
+the nearest-neighbour rule, so coordinate quality is comparable across
+methods; ``coord_rmse`` where the query's true position in the reference
+frame is known (synthetic slices, MERFISH z-planes in one frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from stbench.datasets.preprocessing import log_normalize, select_hvg
+from stbench.tasks.base import Problem, Task, hash_arrays, label_array, make_view, split_rng
+from stbench.tasks.metrics.alignment import coord_rmse, ltari, transfer_partner
+
+
+@dataclass
+class AlignmentInput:
+    reference: ad.AnnData
+    query: ad.AnnData
+
+
+def rotation(angle_rad: float) -> np.ndarray:
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    return np.array([[c, -s], [s, c]])
+
+
+def random_rigid(xy: np.ndarray, rng) -> tuple[np.ndarray, dict]:
+    """Apply a random rotation about the centroid plus a translation; return (coords, transform)."""
+    angle = rng.uniform(0, 2 * np.pi)
+    extent = xy.max(axis=0) - xy.min(axis=0)
+    shift = rng.uniform(-0.5, 0.5, size=2) * extent
+    centre = xy.mean(axis=0)
+    moved = (xy - centre) @ rotation(angle).T + centre + shift
+    return moved, {"rotation_deg": float(np.degrees(angle)), "translation": shift.tolist(),
+                   "centre": centre.tolist()}
+
+
+class Alignment(Task):
+    name = "alignment"
+    version = "1"
+    splits = ("rigid",)
+    primary_metric = "ltari"
+    instance_unit = "pairs"
+    summary = "Map a rigidly moved query slice onto a reference slice."
+    output_contract = ("{'aligned': float array (n_query, 2) of query coordinates in the reference frame, "
+                       "'plan': optional array (n_query, n_reference) >= 0}, or the (n_query, 2) array alone; "
+                       "rows in inputs.query order")
+    DATASETS = {
+        "synthetic": ["slice0>slice1", "slice0>slice2"],
+        "dlpfc": ["151673>151674", "151675>151676"],
+        "merfish_hypothalamus": ["bregma_0.26>bregma_0.21"],
+    }
+
+    def applies(self, spec, split):
+        return spec.label_key is not None
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
+        self.check_split(split)
+        spec = dataset.spec
+        ref_name, query_name = instance.split(">")
+        ref, query = dataset.slice(ref_name), dataset.slice(query_name)
+        rng = split_rng(dataset.sha256, self.name, split, instance, seed)
+        order = rng.permutation(query.n_obs)
+        query = query[order].copy()
+        moved, transform = random_rigid(query.obsm["spatial"], rng)
+        counts = sp.vstack([sp.csr_matrix(ref.X), sp.csr_matrix(query.X)], format="csr")
+        genes = select_hvg(counts)
+        expr = log_normalize(counts)[:, genes].toarray().astype(np.float32)
+        var = pd.DataFrame(index=ref.var_names[genes])
+        n_ref = ref.n_obs
+        ref_view = make_view(ref.obs_names, ref.obsm["spatial"], None, ref_name, X=expr[:n_ref], var=var,
+                             counts=counts[:n_ref][:, genes])
+        query_view = make_view([f"q{i:05d}" for i in range(query.n_obs)], moved, None, query_name,
+                               X=expr[n_ref:], var=var, counts=counts[n_ref:][:, genes])
+        true_xy = None
+        if spec.frames_aligned:
+            # Query positions in the reference frame: synthetic slices carry them in
+            # spatial_warped (slice 0's frame); other aligned-frame data share one frame.
+            if "spatial_warped" in query.obsm and "spatial_warped" in ref.obsm and \
+                    np.allclose(ref.obsm["spatial_warped"], ref.obsm["spatial"]):
+                true_xy = np.asarray(query.obsm["spatial_warped"], float)
+            elif "spatial_warped" not in query.obsm:
+                true_xy = np.asarray(query.obsm["spatial"], float)
+        solution = {"query_labels": label_array(query.obs, spec.label_key),
+                    "reference_labels": label_array(ref.obs, spec.label_key),
+                    "query_true_spatial": true_xy,
+                    "query_original_spatial": np.asarray(query.obsm["spatial"], float),
+                    "reference_spatial": np.asarray(ref.obsm["spatial"], float),
+                    "transform": transform}
+        return Problem(
+            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
+            inputs=AlignmentInput(ref_view, query_view), solution=solution,
+            split_sha256=hash_arrays(order.astype(np.int64), np.round(moved, 6)),
+            dataset_sha256=dataset.sha256,
+        )
+
+    def check_output(self, problem, output):
+        plan = None
+        if isinstance(output, dict):
+            if "aligned" not in output:
+                self.fail(f"the output dict has keys {sorted(output)} but no 'aligned'")
+            plan, output = output.get("plan"), output["aligned"]
+        n_q, n_r = problem.inputs.query.n_obs, problem.inputs.reference.n_obs
+        xy = np.asarray(output, dtype=np.float64)
+        if xy.shape != (n_q, 2):
+            self.fail(f"the aligned coordinates have shape {xy.shape}, not ({n_q}, 2)")
+        if not np.isfinite(xy).all():
+            self.fail("the aligned coordinates have NaN or infinite values")
+        if plan is not None:
+            if plan.shape != (n_q, n_r):
+                self.fail(f"the plan has shape {plan.shape}, not ({n_q}, {n_r})")
+            values = plan.data if sp.issparse(plan) else np.asarray(plan)
+            if not np.isfinite(values).all() or (values < 0).any():
+                self.fail("the plan must be finite and non-negative")
+        return {"aligned": xy, "plan": plan}
+
+    def score(self, problem, output) -> dict:
+        sol = problem.solution
+        ref_xy = problem.inputs.reference.obsm["spatial"]
+        partner, rule = transfer_partner(ref_xy, output["aligned"], output["plan"])
+        nn_partner, _ = transfer_partner(ref_xy, output["aligned"])
+        scores = {
+            "ltari": ltari(sol["reference_labels"], sol["query_labels"], partner),
+            "ltari_rule": rule,
+            "ltari_nn": ltari(sol["reference_labels"], sol["query_labels"], nn_partner),
+        }
+        if sol["query_true_spatial"] is not None:
+            scores["coord_rmse"] = coord_rmse(sol["query_true_spatial"], output["aligned"])
+        return scores
+
+
+task = Alignment()

@@ -1,0 +1,213 @@
+"""What every task shares: the Problem a split produces, the Task interface,
+seeded split randomness and split hashing.
+
+Data flow of one cell::
+
+    Dataset --task.make_problem(dataset, instance, split, seed)--> Problem
+        Problem.inputs   -> the method (the input view: no truth in it)
+        Problem.solution -> stays with the task (and the positive control)
+    method output --task.check_output--> validated output --task.score--> metrics
+
+``make_problem`` is deterministic in (dataset sha256, task, split, instance,
+seed); ``Problem.split_sha256`` hashes the arrays that define the split, and
+the committed ``split_hashes.json`` pins them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from stbench.benchmark.errors import ContractError, UnknownNameError
+
+
+@dataclass
+class Problem:
+    """One instance of a task: what the method sees and what it is scored against."""
+
+    task: str
+    split: str
+    dataset: str
+    instance: str
+    seed: int
+    inputs: Any
+    solution: Any
+    split_sha256: str
+    dataset_sha256: str
+    scoring: dict = field(default_factory=dict)  # task-private helpers (raster layout, ...)
+
+
+def split_rng(dataset_sha256: str, task: str, split: str, instance: str, seed: int) -> np.random.Generator:
+    """The random stream of one split: a function of its identity only."""
+    key = f"{dataset_sha256}/{task}/{split}/{instance}/{seed}".encode()
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:16], "little"))
+
+
+def hash_arrays(*arrays) -> str:
+    """sha256 over arrays (dtype, shape and bytes) and strings, in order."""
+    h = hashlib.sha256()
+    for a in arrays:
+        if isinstance(a, str):
+            h.update(a.encode())
+            continue
+        if sp.issparse(a):
+            a = sp.csr_matrix(a)
+            h.update(hash_arrays(a.indptr, a.indices, a.data).encode())
+            continue
+        a = np.ascontiguousarray(a)
+        if a.dtype == object:
+            h.update("\x1f".join(map(str, a.ravel())).encode())
+        else:
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def square_grid(obs: pd.DataFrame, spec) -> np.ndarray | None:
+    """Integer (row, col) of each spot on a square lattice, or None without an array grid.
+
+    Visium's array is hexagonal: ``array_col`` steps by 2 along a row and rows
+    alternate parity. Mapping (row, col) -> (row, col // 2) lays the spots on a
+    square lattice (each row shifted by half a pitch on every other row), so the
+    stride-2 lattice split and rasterisation apply as on a square grid.
+    """
+    if spec.grid_columns is None:
+        return None
+    rc = obs[list(spec.grid_columns)].to_numpy().astype(np.int64)
+    if spec.grid_kind == "visium_hex":
+        rc = np.column_stack([rc[:, 0], rc[:, 1] // 2])
+    return rc
+
+
+def label_array(obs: pd.DataFrame, key: str | None) -> np.ndarray | None:
+    """Labels as an object array with None for missing (scored out, never removed)."""
+    if key is None or key not in obs:
+        return None
+    col = obs[key]
+    out = col.astype(object).to_numpy()
+    out[col.isna().to_numpy()] = None
+    return out
+
+
+def known(labels: np.ndarray) -> np.ndarray:
+    return np.array([v is not None for v in labels], dtype=bool)
+
+
+class Task:
+    """Base class of a task. A subclass sets the class attributes and implements
+    ``make_problem``, ``check_output`` and ``score``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]]
+    primary_metric: ClassVar[str]
+    summary: ClassVar[str]
+    output_contract: ClassVar[str]  # said in every invalid_output message
+    # dataset name -> the instances (slices, slice groups or pairs) it runs on
+    DATASETS: ClassVar[dict[str, list[str]]]
+    # what the task gives every method that a method might not otherwise know
+    provides_true_k: ClassVar[bool] = False
+
+    def check_split(self, split: str) -> str:
+        if split not in self.splits:
+            raise UnknownNameError(f"split of task {self.name!r}", split, self.splits)
+        return split
+
+    # how instances are formed from a user's own dataset: "slice", "group" or "pairs"
+    instance_unit: ClassVar[str] = "slice"
+
+    def instances(self, spec) -> list[str]:
+        """The instances this task runs on a dataset: as declared in ``DATASETS`` for a
+        registered dataset; for a user's own file, every slice, all slices as one group,
+        or consecutive pairs, by ``instance_unit``."""
+        if spec.version != "user":
+            return list(self.DATASETS.get(spec.name, []))
+        if self.instance_unit == "group":
+            return ["+".join(spec.slices)] if len(spec.slices) > 1 else []
+        if self.instance_unit == "pairs":
+            return [f"{a}>{b}" for a, b in zip(spec.slices, spec.slices[1:])]
+        return list(spec.slices)
+
+    def applies(self, spec, split: str) -> bool:
+        """Whether a split can run on a dataset at all (e.g. a lattice needs a grid)."""
+        return True
+
+    def make_problem(self, dataset, instance: str, split: str, seed: int) -> Problem:  # pragma: no cover
+        raise NotImplementedError
+
+    def check_output(self, problem: Problem, output):  # pragma: no cover
+        raise NotImplementedError
+
+    def score(self, problem: Problem, output) -> dict[str, float]:  # pragma: no cover
+        raise NotImplementedError
+
+    # -- helpers shared by the output checks ---------------------------------
+    def fail(self, what: str):
+        raise ContractError(f"{self.name}: {what}. Expected: {self.output_contract}")
+
+    def check_matrix(self, output, shape: tuple[int, int], nonnegative: bool = True) -> np.ndarray:
+        """A dense float matrix of exactly ``shape``, finite (and >= 0: expression)."""
+        if isinstance(output, pd.DataFrame):
+            output = output.to_numpy()
+        if sp.issparse(output):
+            output = output.toarray()
+        try:
+            arr = np.asarray(output, dtype=np.float64)
+        except (TypeError, ValueError):
+            self.fail(f"the output of type {type(output).__name__} is not a numeric matrix")
+        if arr.shape != tuple(shape):
+            self.fail(f"the output has shape {arr.shape}, not {tuple(shape)}")
+        if not np.isfinite(arr).all():
+            self.fail(f"the output has {int((~np.isfinite(arr)).sum())} NaN or infinite values")
+        if nonnegative and arr.min() < 0:
+            self.fail(f"the output has negative expression (minimum {arr.min():.4g}); expression is >= 0")
+        return arr
+
+
+def n_label_classes(labels: np.ndarray) -> int:
+    return len({v for v in labels if v is not None})
+
+
+def imputation_ari_scores(labels, predicted_full, true_full, scored: np.ndarray) -> dict[str, float]:
+    """Imputation ARI of the predicted matrix and, beside it, the reference ARI of the truth.
+
+    Both cluster the whole slice (PCA 30 + k-means, k = number of true
+    classes); ARI is taken on the ``scored`` spots that carry a label.
+    """
+    from stbench.tasks.metrics.labels import imputation_ari
+
+    if labels is None:
+        return {}
+    ok = known(labels) & scored
+    k = n_label_classes(labels[ok])
+    if k < 2 or ok.sum() < 10:
+        return {}
+    lab = np.array([str(v) for v in labels], dtype=object)
+    return {
+        "imputation_ari": imputation_ari(lab, predicted_full, k, ok),
+        "imputation_ari_reference": imputation_ari(lab, true_full, k, ok),
+    }
+
+
+def make_view(obs_names, spatial, grid, slice_name, X=None, var=None, counts=None):
+    """An AnnData for a method: names, coordinates, optional grid/expression/counts, nothing else.
+
+    Building views from scratch (rather than subsetting the dataset) is what
+    keeps labels, original coordinates and any other truth out of them.
+    """
+    import anndata as ad
+
+    obs = pd.DataFrame({"slice": np.asarray(slice_name, dtype=object) if not isinstance(slice_name, str)
+                        else slice_name}, index=pd.Index(np.asarray(obs_names).astype(str)))
+    a = ad.AnnData(X=X, obs=obs, var=var)
+    a.obsm["spatial"] = np.asarray(spatial, dtype=np.float64)
+    if grid is not None:
+        a.obsm["grid"] = np.asarray(grid, dtype=np.int64)
+    if counts is not None:
+        a.layers["counts"] = sp.csr_matrix(counts, dtype=np.float32)
+    return a

@@ -1,0 +1,100 @@
+"""Denoising: recover the clean expression matrix from a corrupted one.
+
+Splits
+  ``gaussian``  N(0, sigma=1) noise on the non-zero entries of the
+                log-normalised matrix, clipped at 0: the matrix stays
+                zero-inflated, as SUICA's authors require. HVGs are chosen on
+                ``expm1`` of the corrupted matrix (what the method sees).
+  ``thinning``  binomial thinning of the counts to 50 % depth; the method sees
+                the log-normalised thinned counts (HVGs chosen on them) and is
+                scored against the full-depth log-normalised matrix (the
+                molecular cross-validation idea). Needs integer counts.
+
+Output: the full (spots x genes) non-negative matrix. Primary metric: cosine
+per spot against the clean matrix; the other expression metrics and
+imputation ARI beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from stbench.datasets.preprocessing import log_normalize, select_hvg
+from stbench.tasks.base import (Problem, Task, hash_arrays, imputation_ari_scores, label_array, make_view,
+                                split_rng, square_grid)
+from stbench.tasks.metrics.expression import expression_scores
+
+SIGMA = 1.0
+THINNING_DEPTH = 0.5
+
+
+@dataclass
+class DenoisingInput:
+    adata: ad.AnnData  # spots x genes, corrupted (log-normalised)
+    split: str
+
+
+class Denoising(Task):
+    name = "denoising"
+    version = "1"
+    splits = ("gaussian", "thinning")
+    primary_metric = "cosine"
+    summary = "Recover the clean log-normalised matrix from a noisy or thinned one."
+    output_contract = ("a non-negative finite matrix of shape (n_spots, n_genes) of inputs.adata: the "
+                       "denoised matrix, rows and columns in the input order")
+    DATASETS = {
+        "synthetic": ["slice0", "slice1", "slice2"],
+        "dlpfc": ["151673", "151674", "151675", "151676"],
+        "dlpfc_7k": ["151673", "151675", "151676"],
+        "merfish_hypothalamus": ["bregma_0.26"],
+    }
+
+    def applies(self, spec, split):
+        return split != "thinning" or spec.integer_counts
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
+        self.check_split(split)
+        spec = dataset.spec
+        adata = dataset.slice(instance)
+        counts = sp.csr_matrix(adata.X)
+        rng = split_rng(dataset.sha256, self.name, split, instance, seed)
+        clean = log_normalize(counts)
+        if split == "gaussian":
+            noise = rng.normal(0.0, SIGMA, size=clean.nnz).astype(np.float32)
+            noisy = clean.copy()
+            noisy.data = np.maximum(noisy.data + noise, 0)
+            genes = select_hvg(noisy.expm1())
+            shown = noisy[:, genes]
+            split_arrays = (noise,)
+        else:
+            thin = counts.copy()
+            thin.data = rng.binomial(np.rint(thin.data).astype(np.int64), THINNING_DEPTH).astype(np.float32)
+            thin.eliminate_zeros()
+            genes = select_hvg(thin)
+            shown = log_normalize(thin)[:, genes]
+            split_arrays = (thin.indptr.astype(np.int64), thin.indices.astype(np.int64), thin.data)
+        view = make_view(adata.obs_names, adata.obsm["spatial"], square_grid(adata.obs, spec), instance,
+                         X=shown.toarray().astype(np.float32), var=pd.DataFrame(index=adata.var_names[genes]))
+        return Problem(
+            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
+            inputs=DenoisingInput(view, split), solution=clean[:, genes].toarray(),
+            split_sha256=hash_arrays(*split_arrays), dataset_sha256=dataset.sha256,
+            scoring={"labels": label_array(adata.obs, spec.label_key)},
+        )
+
+    def check_output(self, problem, output):
+        return self.check_matrix(output, problem.solution.shape)
+
+    def score(self, problem, output) -> dict[str, float]:
+        scores = expression_scores(problem.solution, output)
+        scores.update(imputation_ari_scores(problem.scoring["labels"], output, problem.solution,
+                                            np.ones(len(output), bool)))
+        return scores
+
+
+task = Denoising()

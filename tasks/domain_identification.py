@@ -1,0 +1,107 @@
+"""Spatial domain identification: one label per spot of a slice.
+
+The method sees the whole slice (AnnData: log-normalised HVG expression in
+``X``, raw counts of those genes in ``layers["counts"]``, ``obsm["spatial"]``)
+and ``n_domains`` = the number of annotated domains. Spots without a label
+stay in the input and are scored out. Clustering embeddings is the method's
+job here; every method is given the true k and those that use it are flagged.
+
+Output: labels keyed by ``obs_names`` (a pandas Series indexed by the input's
+obs_names, any order) or an array of length n_spots in input order.
+Metrics on labelled spots: ARI (primary), NMI, CA (Hungarian), boundary CA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from stbench.datasets.preprocessing import log_normalize, select_hvg
+from stbench.tasks.base import Problem, Task, hash_arrays, known, label_array, make_view, n_label_classes, square_grid
+from stbench.tasks.metrics.labels import ari, boundary_ca, ca, nmi
+
+
+@dataclass
+class DomainInput:
+    adata: ad.AnnData
+    n_domains: int
+
+
+def labels_in_order(task: Task, output, obs_names: pd.Index) -> np.ndarray:
+    """Validate a label output keyed by obs_names (or in order) and return it in input order."""
+    n = len(obs_names)
+    if isinstance(output, pd.Series):
+        idx = output.index.astype(str)
+        unknown = idx.difference(obs_names)
+        if len(unknown):
+            task.fail(f"labels were returned for {len(unknown)} spots that are not in the input, "
+                      f"e.g. {list(unknown[:3])}")
+        if not idx.is_unique:
+            task.fail("the label Series has duplicated index entries")
+        missing = obs_names.difference(idx)
+        if len(missing):
+            task.fail(f"{len(missing)} input spots have no label, e.g. {list(missing[:3])}")
+        values = output.copy()
+        values.index = idx
+        values = values.reindex(obs_names).to_numpy()
+    else:
+        values = np.asarray(output)
+        if values.ndim != 1 or len(values) != n:
+            task.fail(f"labels of shape {values.shape} were returned for {n} spots")
+    if pd.isna(values).any():
+        task.fail(f"{int(pd.isna(values).sum())} labels are missing (NaN/None)")
+    return values.astype(str)
+
+
+class DomainIdentification(Task):
+    name = "domain_identification"
+    version = "1"
+    splits = ("whole_slice",)
+    primary_metric = "ari"
+    provides_true_k = True
+    summary = "Partition one slice into spatial domains, given the number of domains."
+    output_contract = ("one label per spot: a pandas Series indexed by inputs.adata.obs_names (every spot "
+                       "once, no other names), or an array of length n_spots in input order; no missing labels")
+    DATASETS = {
+        "synthetic": ["slice0", "slice1", "slice2"],
+        "dlpfc": ["151673", "151674", "151675", "151676"],
+        "starmap_mpfc": ["20180417_BZ5_control", "20180419_BZ9_control", "20180424_BZ14_control"],
+    }
+
+    def applies(self, spec, split):
+        return spec.label_key is not None
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
+        self.check_split(split)
+        spec = dataset.spec
+        adata = dataset.slice(instance)
+        counts = sp.csr_matrix(adata.X)
+        genes = select_hvg(counts)
+        labels = label_array(adata.obs, spec.label_key)
+        k = n_label_classes(labels)
+        view = make_view(adata.obs_names, adata.obsm["spatial"], square_grid(adata.obs, spec), instance,
+                         X=log_normalize(counts)[:, genes].toarray().astype(np.float32),
+                         var=pd.DataFrame(index=adata.var_names[genes]), counts=counts[:, genes])
+        return Problem(
+            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
+            inputs=DomainInput(view, k), solution=labels,
+            split_sha256=hash_arrays(adata.obs_names.to_numpy(dtype=object), np.array([k])),
+            dataset_sha256=dataset.sha256, scoring={"spatial": adata.obsm["spatial"]},
+        )
+
+    def check_output(self, problem, output):
+        return labels_in_order(self, output, problem.inputs.adata.obs_names)
+
+    def score(self, problem, output) -> dict[str, float]:
+        ok = known(problem.solution)
+        t, p = problem.solution[ok].astype(str), output[ok]
+        return {"ari": ari(t, p), "nmi": nmi(t, p), "ca": ca(t, p),
+                "boundary_ca": boundary_ca(t, p, problem.scoring["spatial"][ok]),
+                "n_clusters": float(len(np.unique(output)))}
+
+
+task = DomainIdentification()

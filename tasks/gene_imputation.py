@@ -1,0 +1,116 @@
+"""Gene imputation: recover expression entries that were set to zero.
+
+Splits (a Bernoulli mask over the (spot, gene) entries of the raw counts of
+the whole gene panel, seeded)
+  ``dropout30`` each non-zero entry is masked with probability 0.3; scored on
+                those entries (all non-zero in truth).
+  ``mute70``    every entry is masked with probability 0.7 (SUICA's protocol);
+                scored on the masked entries, zeros included.
+
+Preprocessing: HVGs are chosen on the *masked* counts (what the method can
+see); truth is ``log1p(normalize_total(counts))`` of the full counts on those
+genes, and the method sees the same matrix with the masked entries set to 0
+(as in SUICA, the mask is applied after normalisation, so a spot's library
+size is the measured one). Which entries were masked is not revealed.
+
+Output: the full (spots x genes) non-negative matrix. Primary metric: MAE on
+the masked entries; MSE and the ``_nz`` variants on them too; per-spot and
+per-gene correlations on the whole matrix; imputation ARI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from stbench.datasets.preprocessing import log_normalize, select_hvg
+from stbench.tasks.base import (Problem, Task, hash_arrays, imputation_ari_scores, label_array, make_view,
+                                split_rng, square_grid)
+from stbench.tasks.metrics.expression import expression_scores
+
+MASK_RATE = {"dropout30": 0.3, "mute70": 0.7}
+
+
+@dataclass
+class GeneImputationInput:
+    adata: ad.AnnData  # spots x genes, masked entries set to 0 (log-normalised)
+    split: str
+
+
+def entry_mask(counts: sp.csr_matrix, split: str, rng) -> sp.csr_matrix:
+    """Boolean CSR of the masked (spot, gene) entries of the raw count matrix."""
+    counts = sp.csr_matrix(counts)
+    if split == "dropout30":
+        hit = rng.random(counts.nnz) < MASK_RATE[split]
+        rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+        return sp.csr_matrix((np.ones(hit.sum(), bool), (rows[hit], counts.indices[hit])), shape=counts.shape)
+    dense = rng.random(counts.shape, dtype=np.float32) < MASK_RATE[split]
+    return sp.csr_matrix(dense)
+
+
+class GeneImputation(Task):
+    name = "gene_imputation"
+    version = "1"
+    splits = ("dropout30", "mute70")
+    primary_metric = "mae"
+    summary = "Recover expression entries that were set to 0, without being told which."
+    output_contract = ("a non-negative finite matrix of shape (n_spots, n_genes) of inputs.adata: the "
+                       "imputed full matrix, rows and columns in the input order")
+    DATASETS = {
+        "synthetic": ["slice0", "slice1", "slice2"],
+        "dlpfc": ["151673", "151674", "151675", "151676"],
+        "dlpfc_7k": ["151673", "151675", "151676"],
+        "merfish_hypothalamus": ["bregma_0.26"],
+    }
+
+    def applies(self, spec, split):
+        return True
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
+        self.check_split(split)
+        spec = dataset.spec
+        adata = dataset.slice(instance)
+        counts = sp.csr_matrix(adata.X)
+        rng = split_rng(dataset.sha256, self.name, split, instance, seed)
+        mask = entry_mask(counts, split, rng)
+        visible_counts = counts - counts.multiply(mask)
+        visible_counts.eliminate_zeros()
+        genes = select_hvg(visible_counts)
+        truth = log_normalize(counts)[:, genes].toarray()
+        m = mask[:, genes].toarray()
+        shown = np.where(m, 0.0, truth).astype(np.float32)
+        view = make_view(adata.obs_names, adata.obsm["spatial"], square_grid(adata.obs, spec), instance,
+                         X=shown, var=pd.DataFrame(index=adata.var_names[genes]))
+        return Problem(
+            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
+            inputs=GeneImputationInput(view, split), solution=truth,
+            split_sha256=hash_arrays(mask.indptr.astype(np.int64), mask.indices.astype(np.int64)),
+            dataset_sha256=dataset.sha256,
+            scoring={"mask": m, "labels": label_array(adata.obs, spec.label_key)},
+        )
+
+    def check_output(self, problem, output):
+        return self.check_matrix(output, problem.solution.shape)
+
+    def score(self, problem, output) -> dict[str, float]:
+        m = problem.scoring["mask"]
+        truth = problem.solution
+        scores = expression_scores(truth, output)  # correlations on the whole matrix
+        t, p = truth[m], output[m]
+        nz = t > 0
+        scores.update({
+            "mae": float(np.abs(t - p).mean()),
+            "mse": float(((t - p) ** 2).mean()),
+            "mae_nz": float(np.abs(t[nz] - p[nz]).mean()) if nz.any() else float("nan"),
+            "mse_nz": float(((t[nz] - p[nz]) ** 2).mean()) if nz.any() else float("nan"),
+        })
+        scores.update(imputation_ari_scores(problem.scoring["labels"], output, truth,
+                                            np.ones(len(truth), bool)))
+        return scores
+
+
+task = GeneImputation()

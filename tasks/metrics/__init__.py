@@ -1,0 +1,39 @@
+"""Pinned metric definitions (SPEC §4).
+
+Each metric is a plain function registered with :func:`metric`, which records
+its direction and range; the docstring carries the formula. Tasks pick metrics
+from here, so the same definition serves every task that reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    higher_is_better: bool
+    range: tuple[float, float]
+    fn: Callable
+
+
+METRICS: dict[str, MetricInfo] = {}
+
+
+def metric(name: str, higher_is_better: bool, range: tuple[float, float]):
+    """Register a metric function under ``name`` with its direction and range."""
+
+    def wrap(fn):
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is registered twice")
+        METRICS[name] = MetricInfo(name, higher_is_better, range, fn)
+        fn.metric_info = METRICS[name]
+        return fn
+
+    return wrap
+
+
+# Register every metric module (import order does not matter).
+from stbench.tasks.metrics import alignment, expression, image, integration, labels  # noqa: E402,F401

@@ -1,0 +1,121 @@
+"""Expression metrics: errors over entries and correlations per spot / per gene.
+
+``truth`` and ``pred`` are (spots x genes) arrays (sparse is accepted and
+densified). "Per spot" metrics compute one value per row across genes and
+average over rows; "_gene" variants do the same per column across spots. A
+constant row (or column) scores 0, never NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.stats import rankdata
+
+from stbench.tasks.metrics import metric
+
+INF = float("inf")
+
+
+def dense(a) -> np.ndarray:
+    return np.asarray(a.toarray() if sp.issparse(a) else a, dtype=np.float64)
+
+
+@metric("mae", higher_is_better=False, range=(0, INF))
+def mae(truth, pred) -> float:
+    """MAE = mean_{i,j} |y_ij - yhat_ij| over all scored entries, zeros included."""
+    return float(np.mean(np.abs(dense(truth) - dense(pred))))
+
+
+@metric("mse", higher_is_better=False, range=(0, INF))
+def mse(truth, pred) -> float:
+    """MSE = mean_{i,j} (y_ij - yhat_ij)^2 over all scored entries, zeros included."""
+    return float(np.mean((dense(truth) - dense(pred)) ** 2))
+
+
+@metric("mae_nz", higher_is_better=False, range=(0, INF))
+def mae_nz(truth, pred) -> float:
+    """MAE over the entries whose truth is > 0 (NaN if there are none)."""
+    t, p = dense(truth), dense(pred)
+    nz = t > 0
+    return float(np.mean(np.abs(t[nz] - p[nz]))) if nz.any() else float("nan")
+
+
+@metric("mse_nz", higher_is_better=False, range=(0, INF))
+def mse_nz(truth, pred) -> float:
+    """MSE over the entries whose truth is > 0 (NaN if there are none)."""
+    t, p = dense(truth), dense(pred)
+    nz = t > 0
+    return float(np.mean((t[nz] - p[nz]) ** 2)) if nz.any() else float("nan")
+
+
+def _rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    num = np.einsum("ij,ij->i", a, b)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    out = np.zeros(len(a))
+    ok = den > 0
+    out[ok] = num[ok] / den[ok]
+    return out
+
+
+def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _rowwise_cosine(a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True))
+
+
+def _rowwise_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _rowwise_pearson(rankdata(a, axis=1), rankdata(b, axis=1))
+
+
+@metric("cosine", higher_is_better=True, range=(-1, 1))
+def cosine(truth, pred) -> float:
+    """mean_i cos(y_i, yhat_i) = mean_i <y_i, yhat_i> / (|y_i| |yhat_i|), per spot i; 0 for a zero row."""
+    return float(_rowwise_cosine(dense(truth), dense(pred)).mean())
+
+
+@metric("pearson", higher_is_better=True, range=(-1, 1))
+def pearson(truth, pred) -> float:
+    """mean_i corr(y_i, yhat_i): cosine of the row-centred rows, per spot; 0 for a constant row."""
+    return float(_rowwise_pearson(dense(truth), dense(pred)).mean())
+
+
+@metric("spearman", higher_is_better=True, range=(-1, 1))
+def spearman(truth, pred) -> float:
+    """mean_i of the Pearson correlation of the ranks (average ties) of y_i and yhat_i, per spot."""
+    return float(_rowwise_spearman(dense(truth), dense(pred)).mean())
+
+
+@metric("cosine_gene", higher_is_better=True, range=(-1, 1))
+def cosine_gene(truth, pred) -> float:
+    """mean_j cos(y_j, yhat_j) over the columns (genes) j; 0 for a zero column."""
+    return float(_rowwise_cosine(dense(truth).T, dense(pred).T).mean())
+
+
+@metric("pearson_gene", higher_is_better=True, range=(-1, 1))
+def pearson_gene(truth, pred) -> float:
+    """mean_j corr(y_j, yhat_j) per gene across spots; 0 for a constant column."""
+    return float(_rowwise_pearson(dense(truth).T, dense(pred).T).mean())
+
+
+@metric("spearman_gene", higher_is_better=True, range=(-1, 1))
+def spearman_gene(truth, pred) -> float:
+    """mean_j Spearman correlation per gene across spots; 0 for a constant column."""
+    return float(_rowwise_spearman(dense(truth).T, dense(pred).T).mean())
+
+
+def expression_scores(truth, pred) -> dict[str, float]:
+    """Every expression metric at once, densifying the inputs a single time."""
+    t, p = dense(truth), dense(pred)
+    diff = t - p
+    nz = t > 0
+    return {
+        "mae": float(np.abs(diff).mean()),
+        "mse": float((diff**2).mean()),
+        "mae_nz": float(np.abs(diff[nz]).mean()) if nz.any() else float("nan"),
+        "mse_nz": float((diff[nz] ** 2).mean()) if nz.any() else float("nan"),
+        "cosine": float(_rowwise_cosine(t, p).mean()),
+        "pearson": float(_rowwise_pearson(t, p).mean()),
+        "spearman": float(_rowwise_spearman(t, p).mean()),
+        "cosine_gene": float(_rowwise_cosine(t.T, p.T).mean()),
+        "pearson_gene": float(_rowwise_pearson(t.T, p.T).mean()),
+        "spearman_gene": float(_rowwise_spearman(t.T, p.T).mean()),
+    }

@@ -1,0 +1,103 @@
+"""Multi-slice integration: a joint embedding of several slices of one donor.
+
+The method sees all slices of the group in one AnnData (``obs["slice"]``
+names the slice; log-normalised HVG expression in ``X``, chosen on the pooled
+counts; raw counts in ``layers["counts"]``; ``obsm["spatial"]`` in each
+slice's own frame) and ``n_domains``.
+
+Output: an embedding (n_spots x d, input order), either as an array or as
+``{"embedding": array, "labels": optional labels}``. The task clusters every
+embedding the same way (k-means, k = true domains, 10 restarts, fixed seed):
+ARI of that joint clustering is primary, with NMI, CA, ARI per slice, batch
+ASW and label ASW. Labels a method returns are scored as ``ari_method_labels``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from stbench.datasets.preprocessing import log_normalize, select_hvg
+from stbench.tasks.base import Problem, Task, hash_arrays, known, label_array, make_view, n_label_classes
+from stbench.tasks.domain_identification import labels_in_order
+from stbench.tasks.metrics.integration import integration_scores
+from stbench.tasks.metrics.labels import ari
+
+
+@dataclass
+class IntegrationInput:
+    adata: ad.AnnData
+    n_domains: int
+
+
+class MultisliceIntegration(Task):
+    name = "multislice_integration"
+    version = "1"
+    splits = ("all_slices",)
+    primary_metric = "ari"
+    provides_true_k = True
+    instance_unit = "group"
+    summary = "Embed several slices of one donor jointly so that domains match across slices."
+    output_contract = ("an embedding of shape (n_spots, d) with d >= 1, finite, rows in inputs.adata order; "
+                       "or a dict {'embedding': that array, 'labels': optional labels as for domain_identification}")
+    # instance = the slices of the group joined by '+'
+    DATASETS = {
+        "synthetic": ["slice0+slice1+slice2"],
+        "dlpfc": ["151673+151674+151675+151676"],
+        "starmap_mpfc": ["20180417_BZ5_control+20180419_BZ9_control+20180424_BZ14_control"],
+    }
+
+    def applies(self, spec, split):
+        return spec.label_key is not None
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
+        self.check_split(split)
+        spec = dataset.spec
+        adata = dataset.slices(instance.split("+"))
+        counts = sp.csr_matrix(adata.X)
+        genes = select_hvg(counts)
+        labels = label_array(adata.obs, spec.label_key)
+        k = n_label_classes(labels)
+        view = make_view(adata.obs_names, adata.obsm["spatial"], None, adata.obs["slice"].astype(str).to_numpy(),
+                         X=log_normalize(counts)[:, genes].toarray().astype(np.float32),
+                         var=pd.DataFrame(index=adata.var_names[genes]), counts=counts[:, genes])
+        view.obs["slice"] = view.obs["slice"].astype("category")
+        return Problem(
+            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
+            inputs=IntegrationInput(view, k), solution=labels,
+            split_sha256=hash_arrays(adata.obs_names.to_numpy(dtype=object), np.array([k])),
+            dataset_sha256=dataset.sha256,
+            scoring={"batches": adata.obs["slice"].astype(str).to_numpy()},
+        )
+
+    def check_output(self, problem, output):
+        labels = None
+        if isinstance(output, dict):
+            if "embedding" not in output:
+                self.fail(f"the output dict has keys {sorted(output)} but no 'embedding'")
+            labels, output = output.get("labels"), output["embedding"]
+        n = problem.inputs.adata.n_obs
+        emb = np.asarray(output.toarray() if sp.issparse(output) else output, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[0] != n or emb.shape[1] < 1:
+            self.fail(f"the embedding has shape {emb.shape}, not ({n}, d)")
+        if not np.isfinite(emb).all():
+            self.fail("the embedding has NaN or infinite values")
+        if labels is not None:
+            labels = labels_in_order(self, labels, problem.inputs.adata.obs_names)
+        return {"embedding": emb, "labels": labels}
+
+    def score(self, problem, output) -> dict[str, float]:
+        ok = known(problem.solution)
+        t = problem.solution[ok].astype(str)
+        scores = integration_scores(output["embedding"][ok], t, problem.scoring["batches"][ok],
+                                    problem.inputs.n_domains)
+        if output["labels"] is not None:
+            scores["ari_method_labels"] = ari(t, output["labels"][ok])
+        return scores
+
+
+task = MultisliceIntegration()

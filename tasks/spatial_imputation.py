@@ -1,0 +1,121 @@
+"""Spatial imputation: predict the expression of spots that were not measured.
+
+Splits
+  ``random20``  20 % of the spots of the slice, uniform at random (SUICA's protocol).
+  ``lattice2x`` on the square array lattice keep the spots with even row and
+                even column, hold out the other three quarters
+                (Sparser2Sparse's protocol). Visium's hexagonal array is
+                mapped to a square lattice first: (row, col) -> (row, col // 2)
+                (see ``tasks.base.square_grid``); datasets without an array
+                grid do not run this split.
+
+The method sees ``observed`` (AnnData: log-normalised expression of the
+observed spots, ``obsm["spatial"]``, ``obsm["grid"]`` when there is a lattice)
+and ``query`` (AnnData without genes: coordinates, and grid, of the held-out
+spots). HVGs are chosen on the observed spots' counts only. Labels never reach
+the method.
+
+Output: a (n_query x n_genes) non-negative matrix, rows in ``query`` order,
+genes in ``observed.var_names`` order.
+
+Scoring: expression metrics on the held-out spots (cosine per spot is
+primary); SSIM per gene on the rasterised slice in which the observed spots
+carry their observed values in both images (they are known to every method)
+and the held-out spots carry truth vs prediction; imputation ARI on the
+held-out spots with its reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from stbench.benchmark.errors import MethodNotApplicable
+from stbench.datasets.preprocessing import log_normalize, select_hvg
+from stbench.tasks.base import (Problem, Task, hash_arrays, imputation_ari_scores, label_array, make_view,
+                                split_rng, square_grid)
+from stbench.tasks.metrics.expression import expression_scores
+from stbench.tasks.metrics.image import raster_layout, ssim
+
+
+@dataclass
+class SpatialImputationInput:
+    observed: ad.AnnData  # observed spots x genes (log-normalised)
+    query: ad.AnnData  # held-out spots: coordinates only (no genes)
+    split: str
+
+
+class SpatialImputation(Task):
+    name = "spatial_imputation"
+    version = "1"
+    splits = ("random20", "lattice2x")
+    primary_metric = "cosine"
+    summary = "Predict the expression of held-out spots from the observed ones and all coordinates."
+    output_contract = ("a non-negative finite matrix of shape (n_query, n_genes): one row per spot of "
+                       "inputs.query in that order, one column per gene of inputs.observed.var_names")
+    DATASETS = {
+        "synthetic": ["slice0", "slice1", "slice2"],
+        "dlpfc": ["151673", "151674", "151675", "151676"],
+        "merfish_hypothalamus": ["bregma_0.26"],
+        "starmap_mpfc": ["20180417_BZ5_control", "20180419_BZ9_control", "20180424_BZ14_control"],
+        "her2st": ["F1", "H1", "E1"],  # the largest labelled sections
+    }
+
+    def applies(self, spec, split: str) -> bool:
+        return split != "lattice2x" or spec.has_grid
+
+    def heldout_mask(self, adata, spec, split, rng) -> np.ndarray:
+        n = adata.n_obs
+        if split == "random20":
+            held = np.zeros(n, bool)
+            held[rng.choice(n, size=int(round(0.2 * n)), replace=False)] = True
+            return held
+        grid = square_grid(adata.obs, spec)
+        if grid is None:
+            raise MethodNotApplicable(f"lattice2x needs an array grid; dataset {spec.name!r} has none")
+        return ~((grid[:, 0] % 2 == 0) & (grid[:, 1] % 2 == 0))
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
+        self.check_split(split)
+        spec = dataset.spec
+        adata = dataset.slice(instance)
+        rng = split_rng(dataset.sha256, self.name, split, instance, seed)
+        held = self.heldout_mask(adata, spec, split, rng)
+        obs_idx, held_idx = np.flatnonzero(~held), np.flatnonzero(held)
+        genes = select_hvg(adata.X[obs_idx])  # fitted on observed spots only
+        expr = log_normalize(adata.X)[:, genes].toarray()
+        grid = square_grid(adata.obs, spec)
+        var = pd.DataFrame(index=adata.var_names[genes])
+        names = adata.obs_names.to_numpy()
+        xy = adata.obsm["spatial"]
+        observed = make_view(names[obs_idx], xy[obs_idx], None if grid is None else grid[obs_idx], instance,
+                         X=expr[obs_idx], var=var)
+        query = make_view(names[held_idx], xy[held_idx], None if grid is None else grid[held_idx], instance)
+        pixel, shape = raster_layout(grid, xy)
+        return Problem(
+            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
+            inputs=SpatialImputationInput(observed, query, split),
+            solution=expr[held_idx],
+            split_sha256=hash_arrays(held_idx.astype(np.int64)),
+            dataset_sha256=dataset.sha256,
+            scoring={"expr": expr, "held": held, "labels": label_array(adata.obs, spec.label_key),
+                     "pixel": pixel, "shape": shape},
+        )
+
+    def check_output(self, problem, output):
+        return self.check_matrix(output, problem.solution.shape)
+
+    def score(self, problem, output) -> dict[str, float]:
+        s = problem.scoring
+        scores = expression_scores(problem.solution, output)
+        full_pred = s["expr"].copy()
+        full_pred[s["held"]] = output
+        scores["ssim"] = ssim(s["expr"], full_pred, s["pixel"], s["shape"])
+        scores.update(imputation_ari_scores(s["labels"], full_pred, s["expr"], s["held"]))
+        return scores
+
+
+task = SpatialImputation()
