@@ -10,8 +10,8 @@ from stbench.methods import Method
 
 negative_control = Method(
     name="negative_control", kind="control", label="Negative control",
-    summary="Seeded random output of the right shape: random observed spots, random fills, "
-    "shuffled genes, random labels, embeddings or coordinates.",
+    summary="Seeded random output of the right shape: random observed spots, "
+    "each gene shuffled across spots, random labels, embeddings or coordinates.",
 )
 
 
@@ -23,21 +23,7 @@ def random_observed_spots(inputs, ctx):
     return X[rng.integers(0, len(X), size=inputs.query.n_obs)]
 
 
-@negative_control.solves("gene_imputation")
-def random_fill(inputs, ctx):
-    """Every zero becomes a random non-zero value of the same gene."""
-    rng = np.random.default_rng(ctx.seed)
-    X = np.array(inputs.adata.X, dtype=np.float64)
-    for j in range(X.shape[1]):
-        col = X[:, j]
-        nz = col[col > 0]
-        if nz.size:
-            zero = col == 0
-            col[zero] = rng.choice(nz, size=zero.sum())
-    return X
-
-
-@negative_control.solves("denoising")
+@negative_control.solves("gene_imputation", "denoising")
 def shuffled_spots_per_gene(inputs, ctx):
     """Each gene's values are permuted across spots: gene distributions kept, spots scrambled."""
     rng = np.random.default_rng(ctx.seed)

@@ -173,7 +173,7 @@ def n_label_classes(labels: np.ndarray) -> int:
     return len({v for v in labels if v is not None})
 
 
-def imputation_ari_scores(labels, predicted_full, true_full, scored: np.ndarray) -> dict[str, float]:
+def imputation_ari_scores(labels, predicted_full, true_full, scored: np.ndarray, cache: dict | None = None) -> dict[str, float]:
     """Imputation ARI of the predicted matrix and, beside it, the reference ARI of the truth.
 
     Both cluster the whole slice (PCA 30 + k-means, k = number of true
@@ -188,9 +188,14 @@ def imputation_ari_scores(labels, predicted_full, true_full, scored: np.ndarray)
     if k < 2 or ok.sum() < 10:
         return {}
     lab = np.array([str(v) for v in labels], dtype=object)
+    # The reference depends on the problem only: computed once, reused for every method.
+    cache = {} if cache is None else cache
+    if "imputation_ari_reference" not in cache:
+        cache["imputation_ari_reference"] = imputation_ari(lab, true_full, k, ok)
+    reference = cache["imputation_ari_reference"]
     return {
         "imputation_ari": imputation_ari(lab, predicted_full, k, ok),
-        "imputation_ari_reference": imputation_ari(lab, true_full, k, ok),
+        "imputation_ari_reference": reference,
     }
 
 

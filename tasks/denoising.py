@@ -93,7 +93,7 @@ class Denoising(Task):
     def score(self, problem, output) -> dict[str, float]:
         scores = expression_scores(problem.solution, output)
         scores.update(imputation_ari_scores(problem.scoring["labels"], output, problem.solution,
-                                            np.ones(len(output), bool)))
+                                            np.ones(len(output), bool), problem.scoring))
         return scores
 
 

@@ -109,7 +109,7 @@ class GeneImputation(Task):
             "mse_nz": float(((t[nz] - p[nz]) ** 2).mean()) if nz.any() else float("nan"),
         })
         scores.update(imputation_ari_scores(problem.scoring["labels"], output, truth,
-                                            np.ones(len(truth), bool)))
+                                            np.ones(len(truth), bool), problem.scoring))
         return scores
 
 

@@ -114,7 +114,7 @@ class SpatialImputation(Task):
         full_pred = s["expr"].copy()
         full_pred[s["held"]] = output
         scores["ssim"] = ssim(s["expr"], full_pred, s["pixel"], s["shape"])
-        scores.update(imputation_ari_scores(s["labels"], full_pred, s["expr"], s["held"]))
+        scores.update(imputation_ari_scores(s["labels"], full_pred, s["expr"], s["held"], problem.scoring))
         return scores
 
 

@@ -1,0 +1,105 @@
+"""The ``stbench`` command line: ``stbench run`` and ``stbench list``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+from stbench.benchmark.errors import StbenchError
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stbench", description="Benchmark spatial transcriptomics methods.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run tasks x datasets x methods x seeds and print the results table")
+    run.add_argument("--tasks", nargs="+", help="task names (default: all)")
+    run.add_argument("--splits", nargs="+", help="split names (default: every split of each task)")
+    run.add_argument("--methods", nargs="+", help="method names (default: every control and baseline); "
+                     "the controls always run, they anchor the scaled scores")
+    run.add_argument("--datasets", nargs="+", help="registered dataset names (default: synthetic)")
+    run.add_argument("--dataset-file", help="run the applicable tasks on your own .h5ad (SPEC 2.1)")
+    run.add_argument("--label-key", default="domain", help="label column of --dataset-file (default: domain)")
+    run.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: 0)")
+    run.add_argument("--data-dir", help="folder of the real .h5ad files (default: $STBENCH_DATA, "
+                     "else ~/.cache/stbench/data)")
+    run.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ls = sub.add_parser("list", help="list what is registered")
+    ls.add_argument("what", choices=["tasks", "methods", "datasets"])
+    return p
+
+
+def cmd_run(args) -> int:
+    from stbench.benchmark.runner import default_methods, format_table, run_benchmark, save_results
+    from stbench.datasets.loading import load_user_dataset
+    from stbench.methods import get_method
+
+    methods = None
+    if args.methods:
+        methods = list(dict.fromkeys(["negative_control", "positive_control"] + args.methods))
+        for m in methods:
+            get_method(m)
+    user = [load_user_dataset(args.dataset_file, args.label_key or None)] if args.dataset_file else None
+    start = time.perf_counter()
+    report = run_benchmark(tasks=args.tasks, methods=methods or default_methods(), datasets=args.datasets,
+                           seeds=args.seeds, splits=args.splits, data_dir=args.data_dir, user_datasets=user,
+                           progress=not args.quiet)
+    total = time.perf_counter() - start
+    if report.results.empty:
+        print("no cell to run: no selected task declares the selected datasets", file=sys.stderr)
+        return 1
+    print(format_table(report.results))
+    path = save_results(report.results, args.results)
+    t = report.timings
+    counts = report.results["status"].value_counts().to_dict()
+    print(f"\n{len(report.results)} cells {counts} in {total:.1f} s "
+          f"(data {t['data']:.1f} s, split {t['split']:.1f} s, method {t['method']:.1f} s, "
+          f"scoring {t['scoring']:.1f} s); results in {path} and {path.with_suffix('.csv')}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    import pandas as pd
+
+    if args.what == "tasks":
+        from stbench.tasks import TASKS
+
+        rows = [{"task": t.name, "version": t.version, "splits": ", ".join(t.splits), "primary": t.primary_metric,
+                 "datasets": ", ".join(t.DATASETS), "summary": t.summary} for t in TASKS.values()]
+    elif args.what == "methods":
+        from stbench.methods import METHODS
+
+        rows = [{"method": m.name, "kind": m.kind, "version": m.version, "tasks": ", ".join(m.tasks),
+                 "flags": ", ".join(f for f, on in (("uses_truth", m.uses_truth), ("uses_true_k", m.uses_true_k),
+                                                    ("gpu", m.gpu)) if on),
+                 "summary": m.summary} for m in METHODS.values()]
+    else:
+        from stbench.datasets.registry import DATASETS
+
+        rows = [{"dataset": d.name, "version": d.version, "platform": d.platform, "slices": len(d.slices),
+                 "labels": d.label_key or "", "file": d.filename or "(built in)", "tasks": ", ".join(d.tasks)}
+                for d in DATASETS.values()]
+    with pd.option_context("display.max_colwidth", 70, "display.width", 250):
+        print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    args = _build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "list": cmd_list}[args.command](args)
+    except StbenchError as err:
+        print(f"stbench: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
