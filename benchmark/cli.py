@@ -29,6 +29,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    spl = sub.add_parser("splits", help="check the split hashes against the committed manifest")
+    spl.add_argument("--data-dir", help="folder of the real .h5ad files")
+    spl.add_argument("--write", action="store_true", help="rewrite tasks/split_hashes.json (a deliberate change)")
+
     ls = sub.add_parser("list", help="list what is registered")
     ls.add_argument("what", choices=["tasks", "methods", "datasets"])
     return p
@@ -89,13 +93,33 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_splits(args) -> int:
+    from stbench.benchmark.split_hashes import MANIFEST, compute_split_hashes, drift, load_manifest, write_manifest
+
+    current, missing = compute_split_hashes(data_dir=args.data_dir)
+    if missing:
+        print(f"not checked (file not in the data directory): {', '.join(missing)}", file=sys.stderr)
+    if args.write:
+        if missing:
+            print("refusing to write a partial manifest: every dataset file must be present", file=sys.stderr)
+            return 1
+        write_manifest(current)
+        print(f"wrote {len(current)} split hashes to {MANIFEST}")
+        return 0
+    changed = drift(current, load_manifest())
+    for key in changed:
+        print(f"DRIFT {key}")
+    print(f"{len(current) - len(changed)} of {len(current)} split hashes match {MANIFEST.name}")
+    return 1 if changed else 0
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = _build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "splits": cmd_splits}[args.command](args)
     except StbenchError as err:
         print(f"stbench: error: {err}", file=sys.stderr)
         return 2

@@ -56,8 +56,7 @@ def random_rigid(xy: np.ndarray, rng) -> tuple[np.ndarray, dict]:
     shift = rng.uniform(-0.5, 0.5, size=2) * extent
     centre = xy.mean(axis=0)
     moved = (xy - centre) @ rotation(angle).T + centre + shift
-    return moved, {"rotation_deg": float(np.degrees(angle)), "translation": shift.tolist(),
-                   "centre": centre.tolist()}
+    return moved, {"rotation_deg": float(np.degrees(angle)), "translation": shift.tolist()}
 
 
 class Alignment(Task):
@@ -79,15 +78,24 @@ class Alignment(Task):
     def applies(self, spec, split):
         return spec.label_key is not None
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
+    def make_split(self, dataset, instance, split, seed):
+        """The query's spot order and its moved coordinates (rounded to 1e-6)."""
         self.check_split(split)
+        query = dataset.slice(instance.split(">")[1])
+        rng = split_rng(dataset.sha256, self.name, split, instance, seed)
+        order = rng.permutation(query.n_obs)
+        moved, transform = random_rigid(query.obsm["spatial"][order], rng)
+        return {"order": order.astype(np.int64), "moved": np.round(moved, 6),
+                "transform": np.array([transform["rotation_deg"], *transform["translation"]])}
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
         spec = dataset.spec
         ref_name, query_name = instance.split(">")
         ref, query = dataset.slice(ref_name), dataset.slice(query_name)
-        rng = split_rng(dataset.sha256, self.name, split, instance, seed)
-        order = rng.permutation(query.n_obs)
+        arrays = self.make_split(dataset, instance, split, seed)
+        order, moved = arrays["order"], arrays["moved"]
         query = query[order].copy()
-        moved, transform = random_rigid(query.obsm["spatial"], rng)
+        transform = {"rotation_deg": float(arrays["transform"][0]), "translation": arrays["transform"][1:].tolist()}
         counts = sp.vstack([sp.csr_matrix(ref.X), sp.csr_matrix(query.X)], format="csr")
         genes = select_hvg(counts)
         expr = log_normalize(counts)[:, genes].toarray().astype(np.float32)
@@ -115,7 +123,7 @@ class Alignment(Task):
         return Problem(
             task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
             inputs=AlignmentInput(ref_view, query_view), solution=solution,
-            split_sha256=hash_arrays(order.astype(np.int64), np.round(moved, 6)),
+            split_sha256=hash_arrays(*arrays.values()),
             dataset_sha256=dataset.sha256,
         )
 

@@ -137,6 +137,17 @@ class Task:
         """Whether a split can run on a dataset at all (e.g. a lattice needs a grid)."""
         return True
 
+    def make_split(self, dataset, instance: str, split: str, seed: int) -> dict[str, np.ndarray]:
+        """The arrays that define the split (held-out indices, masks, noise, transforms).
+
+        Cheap by design (no preprocessing), so that every registered split can be
+        re-hashed in a test against the committed ``split_hashes.json``.
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    def split_sha256(self, dataset, instance: str, split: str, seed: int) -> str:
+        return hash_arrays(*self.make_split(dataset, instance, split, seed).values())
+
     def make_problem(self, dataset, instance: str, split: str, seed: int) -> Problem:  # pragma: no cover
         raise NotImplementedError
 

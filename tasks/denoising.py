@@ -57,33 +57,39 @@ class Denoising(Task):
     def applies(self, spec, split):
         return split != "thinning" or spec.integer_counts
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
+    def make_split(self, dataset, instance, split, seed):
+        """gaussian: the noise on each non-zero entry (CSR order); thinning: the thinned counts."""
         self.check_split(split)
+        counts = sp.csr_matrix(dataset.slice(instance).X)
+        rng = split_rng(dataset.sha256, self.name, split, instance, seed)
+        if split == "gaussian":
+            return {"noise": rng.normal(0.0, SIGMA, size=counts.nnz).astype(np.float32)}
+        thin = counts.copy()
+        thin.data = rng.binomial(np.rint(thin.data).astype(np.int64), THINNING_DEPTH).astype(np.float32)
+        thin.eliminate_zeros()
+        return {"indptr": thin.indptr.astype(np.int64), "indices": thin.indices.astype(np.int64), "data": thin.data}
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
         spec = dataset.spec
         adata = dataset.slice(instance)
         counts = sp.csr_matrix(adata.X)
-        rng = split_rng(dataset.sha256, self.name, split, instance, seed)
+        arrays = self.make_split(dataset, instance, split, seed)
         clean = log_normalize(counts)
         if split == "gaussian":
-            noise = rng.normal(0.0, SIGMA, size=clean.nnz).astype(np.float32)
-            noisy = clean.copy()
-            noisy.data = np.maximum(noisy.data + noise, 0)
+            noisy = clean.copy()  # log_normalize keeps the CSR structure of the counts
+            noisy.data = np.maximum(noisy.data + arrays["noise"], 0)
             genes = select_hvg(noisy.expm1())
             shown = noisy[:, genes]
-            split_arrays = (noise,)
         else:
-            thin = counts.copy()
-            thin.data = rng.binomial(np.rint(thin.data).astype(np.int64), THINNING_DEPTH).astype(np.float32)
-            thin.eliminate_zeros()
+            thin = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=counts.shape)
             genes = select_hvg(thin)
             shown = log_normalize(thin)[:, genes]
-            split_arrays = (thin.indptr.astype(np.int64), thin.indices.astype(np.int64), thin.data)
         view = make_view(adata.obs_names, adata.obsm["spatial"], square_grid(adata.obs, spec), instance,
                          X=shown.toarray().astype(np.float32), var=pd.DataFrame(index=adata.var_names[genes]))
         return Problem(
             task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
             inputs=DenoisingInput(view, split), solution=clean[:, genes].toarray(),
-            split_sha256=hash_arrays(*split_arrays), dataset_sha256=dataset.sha256,
+            split_sha256=hash_arrays(*arrays.values()), dataset_sha256=dataset.sha256,
             scoring={"labels": label_array(adata.obs, spec.label_key)},
         )
 

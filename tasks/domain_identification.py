@@ -75,6 +75,13 @@ class DomainIdentification(Task):
     def applies(self, spec, split):
         return spec.label_key is not None
 
+    def make_split(self, dataset, instance, split, seed):
+        """The whole slice: the split is its spot names and k (the seed only seeds methods)."""
+        self.check_split(split)
+        adata = dataset.slice(instance)
+        k = n_label_classes(label_array(adata.obs, dataset.spec.label_key))
+        return {"obs_names": adata.obs_names.to_numpy(dtype=object), "k": np.array([k])}
+
     def make_problem(self, dataset, instance, split, seed) -> Problem:
         self.check_split(split)
         spec = dataset.spec
@@ -89,7 +96,7 @@ class DomainIdentification(Task):
         return Problem(
             task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
             inputs=DomainInput(view, k), solution=labels,
-            split_sha256=hash_arrays(adata.obs_names.to_numpy(dtype=object), np.array([k])),
+            split_sha256=self.split_sha256(dataset, instance, split, seed),
             dataset_sha256=dataset.sha256, scoring={"spatial": adata.obsm["spatial"]},
         )
 

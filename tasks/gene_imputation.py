@@ -70,13 +70,19 @@ class GeneImputation(Task):
     def applies(self, spec, split):
         return True
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
+    def make_split(self, dataset, instance, split, seed):
         self.check_split(split)
+        counts = sp.csr_matrix(dataset.slice(instance).X)
+        mask = entry_mask(counts, split, split_rng(dataset.sha256, self.name, split, instance, seed))
+        return {"indptr": mask.indptr.astype(np.int64), "indices": mask.indices.astype(np.int64)}
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
         spec = dataset.spec
         adata = dataset.slice(instance)
         counts = sp.csr_matrix(adata.X)
-        rng = split_rng(dataset.sha256, self.name, split, instance, seed)
-        mask = entry_mask(counts, split, rng)
+        arrays = self.make_split(dataset, instance, split, seed)
+        mask = sp.csr_matrix((np.ones(len(arrays["indices"]), bool), arrays["indices"], arrays["indptr"]),
+                             shape=counts.shape)
         visible_counts = counts - counts.multiply(mask)
         visible_counts.eliminate_zeros()
         genes = select_hvg(visible_counts)
@@ -88,7 +94,7 @@ class GeneImputation(Task):
         return Problem(
             task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
             inputs=GeneImputationInput(view, split), solution=truth,
-            split_sha256=hash_arrays(mask.indptr.astype(np.int64), mask.indices.astype(np.int64)),
+            split_sha256=hash_arrays(*arrays.values()),
             dataset_sha256=dataset.sha256,
             scoring={"mask": m, "labels": label_array(adata.obs, spec.label_key)},
         )

@@ -54,6 +54,13 @@ class MultisliceIntegration(Task):
     def applies(self, spec, split):
         return spec.label_key is not None
 
+    def make_split(self, dataset, instance, split, seed):
+        """All slices of the group: the split is the spot names and k."""
+        self.check_split(split)
+        adata = dataset.slices(instance.split("+"))
+        k = n_label_classes(label_array(adata.obs, dataset.spec.label_key))
+        return {"obs_names": adata.obs_names.to_numpy(dtype=object), "k": np.array([k])}
+
     def make_problem(self, dataset, instance, split, seed) -> Problem:
         self.check_split(split)
         spec = dataset.spec
@@ -69,7 +76,7 @@ class MultisliceIntegration(Task):
         return Problem(
             task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
             inputs=IntegrationInput(view, k), solution=labels,
-            split_sha256=hash_arrays(adata.obs_names.to_numpy(dtype=object), np.array([k])),
+            split_sha256=self.split_sha256(dataset, instance, split, seed),
             dataset_sha256=dataset.sha256,
             scoring={"batches": adata.obs["slice"].astype(str).to_numpy()},
         )

@@ -78,12 +78,18 @@ class SpatialImputation(Task):
             raise MethodNotApplicable(f"lattice2x needs an array grid; dataset {spec.name!r} has none")
         return ~((grid[:, 0] % 2 == 0) & (grid[:, 1] % 2 == 0))
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
+    def make_split(self, dataset, instance, split, seed):
         self.check_split(split)
-        spec = dataset.spec
         adata = dataset.slice(instance)
         rng = split_rng(dataset.sha256, self.name, split, instance, seed)
-        held = self.heldout_mask(adata, spec, split, rng)
+        return {"heldout": np.flatnonzero(self.heldout_mask(adata, dataset.spec, split, rng)).astype(np.int64)}
+
+    def make_problem(self, dataset, instance, split, seed) -> Problem:
+        spec = dataset.spec
+        adata = dataset.slice(instance)
+        arrays = self.make_split(dataset, instance, split, seed)
+        held = np.zeros(adata.n_obs, bool)
+        held[arrays["heldout"]] = True
         obs_idx, held_idx = np.flatnonzero(~held), np.flatnonzero(held)
         genes = select_hvg(adata.X[obs_idx])  # fitted on observed spots only
         expr = log_normalize(adata.X)[:, genes].toarray()
@@ -99,7 +105,7 @@ class SpatialImputation(Task):
             task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
             inputs=SpatialImputationInput(observed, query, split),
             solution=expr[held_idx],
-            split_sha256=hash_arrays(held_idx.astype(np.int64)),
+            split_sha256=hash_arrays(*arrays.values()),
             dataset_sha256=dataset.sha256,
             scoring={"expr": expr, "held": held, "labels": label_array(adata.obs, spec.label_key),
                      "pixel": pixel, "shape": shape},
