@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny seeded synthetic dataset and the real-data folder."""
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """400 spots x 80 genes per slice, 3 slices: enough signal, a few seconds per task."""
+    from stbench.datasets.loading import Dataset, _normalise
+    from stbench.datasets.registry import get_dataset_spec
+    from stbench.datasets.synthetic import content_sha256, simulate_tissue
+
+    adata = simulate_tissue(n_spots=400, n_genes=80, n_slices=3, seed=1)
+    return Dataset(get_dataset_spec("synthetic"), _normalise(adata), content_sha256(adata))
+
+
+def _data_dir() -> Path | None:
+    env = os.environ.get("STBENCH_DATA")
+    if env and Path(env).is_dir():
+        return Path(env)
+    here = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return here if here.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    d = _data_dir()
+    if d is None:
+        pytest.skip("real datasets not found: set STBENCH_DATA to the folder of the shared .h5ad files")
+    return d

@@ -1,0 +1,102 @@
+"""Registry, checksums, data-dir lookup, and the bad-input errors of SPEC §10 for datasets."""
+
+import shutil
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from stbench.benchmark.errors import ChecksumError, DataNotFoundError, DatasetError, UnknownNameError
+from stbench.datasets.loading import load_dataset, load_user_dataset, validate_adata
+from stbench.datasets.registry import DATASETS, get_dataset_spec
+from stbench.tasks import TASKS
+
+
+def test_registry_metadata_is_complete():
+    assert {"synthetic", "dlpfc", "dlpfc_7k", "merfish_hypothalamus", "starmap_mpfc", "her2st"} <= set(DATASETS)
+    for spec in DATASETS.values():
+        assert spec.platform and spec.organism and spec.tissue and spec.slices
+        assert spec.source.get("paper") and spec.source.get("licence")
+        if spec.filename:
+            assert len(spec.sha256) == 64
+        for task_name in spec.tasks:
+            assert spec.name in TASKS[task_name].DATASETS, f"{spec.name} says it serves {task_name}"
+    for task in TASKS.values():
+        for name, instances in task.DATASETS.items():
+            assert name in DATASETS and task.name in DATASETS[name].tasks
+            for inst in instances:
+                for s in inst.replace(">", "+").split("+"):
+                    assert s in DATASETS[name].slices, f"{task.name}: {name} has no slice {s}"
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(UnknownNameError, match="unknown dataset 'nope'.*synthetic"):
+        get_dataset_spec("nope")
+
+
+def test_missing_file_says_where_it_comes_from_and_where_to_put_it(tmp_path):
+    with pytest.raises(DataNotFoundError) as err:
+        load_dataset("starmap_mpfc", tmp_path)
+    msg = str(err.value)
+    assert "starmap_mpfc_3slices.h5ad" in msg and str(tmp_path) in msg and "BASS-Analysis" in msg
+
+
+def test_wrong_checksum_names_file_and_both_hashes(tmp_path, data_dir):
+    spec = get_dataset_spec("starmap_mpfc")
+    target = tmp_path / spec.filename
+    shutil.copy(data_dir / spec.filename, target)
+    with open(target, "ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(ChecksumError) as err:
+        load_dataset("starmap_mpfc", tmp_path)
+    assert spec.filename in str(err.value) and spec.sha256 in str(err.value)
+
+
+@pytest.mark.realdata
+def test_real_datasets_load_with_their_checksums(data_dir):
+    for name in ["dlpfc", "starmap_mpfc", "merfish_hypothalamus"]:
+        ds = load_dataset(name, data_dir)
+        assert ds.sha256 == ds.spec.sha256
+        assert set(ds.adata.obs["slice"].astype(str)) == set(ds.spec.slices)
+
+
+def good_adata(n=20):
+    rng = np.random.default_rng(0)
+    a = ad.AnnData(X=sp.csr_matrix(rng.poisson(1.0, (n, 5)).astype(np.float32)),
+                   obs=pd.DataFrame({"slice": "s", "domain": "a"}, index=[f"c{i}" for i in range(n)]),
+                   var=pd.DataFrame(index=[f"g{j}" for j in range(5)]))
+    a.obsm["spatial"] = rng.random((n, 2))
+    return a
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda a: a.obsm.pop("spatial"), "no coordinates"),
+    (lambda a: a.obsm.__setitem__("spatial", np.where(np.arange(40).reshape(20, 2) == 3, np.nan, 1.0)),
+     "NaN or infinite coordinates"),
+    (lambda a: setattr(a, "obs_names", ["dup"] * 20), "obs_names must be unique"),
+    (lambda a: setattr(a, "X", sp.csr_matrix(-np.ones((20, 5), np.float32))), "non-negative counts"),
+])
+def test_malformed_dataset_gets_one_clear_error(breakage, message):
+    a = good_adata()
+    breakage(a)
+    with pytest.raises(DatasetError, match=message):
+        validate_adata(a, "mine", "domain")
+
+
+def test_missing_label_column():
+    with pytest.raises(DatasetError, match=r"label column obs\['cell_class'\] does not exist"):
+        validate_adata(good_adata(), "mine", "cell_class")
+
+
+def test_user_dataset_file_is_validated_and_hashed(tmp_path):
+    path = tmp_path / "mine.h5ad"
+    good_adata().write_h5ad(path)
+    ds = load_user_dataset(path, "domain")
+    assert ds.spec.name == "mine" and len(ds.sha256) == 64
+    bad = good_adata()
+    del bad.obsm["spatial"]
+    bad.write_h5ad(tmp_path / "bad.h5ad")
+    with pytest.raises(DatasetError, match="no coordinates"):
+        load_user_dataset(tmp_path / "bad.h5ad")
