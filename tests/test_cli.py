@@ -1,0 +1,78 @@
+"""The command line: list, run (tables, files, append-only results) and clear errors."""
+
+import pandas as pd
+
+from stbench.benchmark.cli import main
+
+
+def test_list_prints_registered_things(capsys):
+    assert main(["list", "tasks"]) == 0
+    out = capsys.readouterr().out
+    for t in ["spatial_imputation", "gene_imputation", "denoising", "domain_identification",
+              "multislice_integration", "alignment"]:
+        assert t in out
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert "positive_control" in out and "uses_truth" in out and "pca_kmeans" in out
+    assert main(["list", "datasets"]) == 0
+    assert "merfish_hypothalamus" in capsys.readouterr().out
+
+
+def test_run_writes_tables_and_never_overwrites(tmp_path, capsys):
+    args = ["run", "--tasks", "domain_identification", "--methods", "pca_kmeans", "--results", str(tmp_path),
+            "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ari (primary)" in out and "pca_kmeans" in out and "positive_control" in out
+    first = pd.read_parquet(tmp_path / "results.parquet")
+    assert set(first["method"]) == {"pca_kmeans", "negative_control", "positive_control"}
+    assert (first["status"] == "ok").all() and first["dataset_sha256"].str.len().eq(64).all()
+    assert (first.loc[first["method"] == "positive_control", "ari"] == 1.0).all()
+    assert main(args + ["--seeds", "1"]) == 0
+    both = pd.read_parquet(tmp_path / "results.parquet")
+    assert len(both) == 2 * len(first) and both["run_id"].nunique() == 2
+    pd.testing.assert_frame_equal(both.iloc[:len(first)][first.columns].reset_index(drop=True), first,
+                                  check_dtype=False)
+    assert len(pd.read_csv(tmp_path / "results.csv")) == len(both)
+
+
+def test_unknown_names_get_one_clear_error(capsys, tmp_path):
+    assert main(["run", "--tasks", "spatial_imputaton", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'spatial_imputaton'" in err and "spatial_imputation" in err
+    assert main(["run", "--methods", "suica2", "--results", str(tmp_path)]) == 2
+    assert "unknown method 'suica2'" in capsys.readouterr().err
+    assert main(["run", "--datasets", "dlpfc9", "--results", str(tmp_path)]) == 2
+    assert "unknown dataset 'dlpfc9'" in capsys.readouterr().err
+    assert not (tmp_path / "results.parquet").exists()
+
+
+def test_failing_and_invalid_methods_are_recorded_not_fatal(tiny):
+    import numpy as np
+
+    from stbench.benchmark.runner import run_cell
+    from stbench.methods import Method
+    from stbench.tasks import get_task
+
+    broken = Method(name="broken", kind="baseline", summary="raises")
+    wrong = Method(name="wrong", kind="baseline", summary="wrong shape")
+    broken.solves("spatial_imputation")(lambda inputs, ctx: 1 / 0)
+    wrong.solves("spatial_imputation")(lambda inputs, ctx: np.zeros((1, 1)))
+    p = get_task("spatial_imputation").make_problem(tiny, "slice0", "random20", 0)
+    row = run_cell(p, broken)
+    assert row["status"] == "error" and "ZeroDivisionError" in row["error"]
+    row = run_cell(p, wrong)
+    assert row["status"] == "invalid_output" and "Expected:" in row["error"]
+
+
+def test_user_dataset_file_runs(tmp_path, capsys):
+    from stbench.datasets.synthetic import simulate_tissue
+
+    path = tmp_path / "mytissue.h5ad"
+    simulate_tissue(300, 30, 2, seed=4).write_h5ad(path)
+    assert main(["run", "--dataset-file", str(path), "--tasks", "domain_identification", "alignment",
+                 "--methods", "pca_kmeans", "icp", "--results", str(tmp_path / "r"), "--quiet"]) == 0
+    df = pd.read_parquet(tmp_path / "r" / "results.parquet")
+    assert set(df["dataset"]) == {"mytissue"}
+    assert set(df["instance"]) == {"slice0", "slice1", "slice0>slice1"}
+    assert (df["status"] == "ok").all()
