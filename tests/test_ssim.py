@@ -47,3 +47,10 @@ def test_ssim_metric_on_a_slice():
     assert ssim(truth, truth, pixel, shape) == pytest.approx(1.0)
     noisy = truth + rng.normal(0, 0.3, truth.shape)
     assert ssim(truth, noisy, pixel, shape) < 0.9
+
+
+def test_chunked_ssim_equals_one_pass():
+    rng = np.random.default_rng(3)
+    truth = rng.random((10, 12, 11))
+    pred = truth + rng.normal(0, 0.2, truth.shape)
+    assert np.allclose(ssim_stack(truth, pred, chunk_elements=200), ssim_stack(truth, pred, chunk_elements=1 << 30))

@@ -54,11 +54,23 @@ def rasterize(values, pixel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return img.T.reshape(-1, *shape)
 
 
-def ssim_stack(truth_img: np.ndarray, pred_img: np.ndarray) -> np.ndarray:
-    """SSIM of each (H, W) image pair in a (genes, H, W) stack; NaN for a constant truth image."""
+def ssim_stack(truth_img: np.ndarray, pred_img: np.ndarray, chunk_elements: int = 1 << 21) -> np.ndarray:
+    """SSIM of each (H, W) image pair in a (genes, H, W) stack; NaN for a constant truth image.
+
+    Genes are processed in chunks of about ``chunk_elements`` pixels: the dozen
+    temporaries then stay small and are reused, which on a large slice is
+    several times faster than one pass over the whole stack (page faults and
+    memory bandwidth dominate, not arithmetic).
+    """
+    if min(truth_img.shape[1:]) < WIN:
+        return np.full(len(truth_img), np.nan)
+    step = max(1, chunk_elements // (truth_img.shape[1] * truth_img.shape[2]))
+    return np.concatenate([_ssim_chunk(truth_img[g:g + step], pred_img[g:g + step])
+                           for g in range(0, len(truth_img), step)])
+
+
+def _ssim_chunk(truth_img: np.ndarray, pred_img: np.ndarray) -> np.ndarray:
     x, y = truth_img.astype(np.float64), pred_img.astype(np.float64)
-    if min(x.shape[1:]) < WIN:
-        return np.full(len(x), np.nan)
     rng = x.max(axis=(1, 2)) - x.min(axis=(1, 2))
     size = (1, WIN, WIN)
     ux, uy = uniform_filter(x, size=size), uniform_filter(y, size=size)
