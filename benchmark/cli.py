@@ -28,6 +28,20 @@ def _build_parser() -> argparse.ArgumentParser:
                      "else ~/.cache/stbench/data)")
     run.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--force", action="store_true", help="re-run cells already recorded as ok")
+    run.add_argument("--timeout", type=float, help="seconds a cell may run before it is killed (default by "
+                     "method kind: control 15 min, baseline 1 h, seed/peer 6 h)")
+    run.add_argument("--memory", help="memory ceiling per cell, e.g. 8G (default: 80%% of RAM / --jobs)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: a child process per cell on this machine; ray: Ray tasks (pip install "
+                     "'stbench[ray]')")
+    run.add_argument("--jobs", type=int, default=1, help="cells run at once (default 1)")
+    run.add_argument("--address", help="Ray cluster address for --executor ray (default: a local cluster)")
+
+    exp = sub.add_parser("export", help="write the results table of a results folder")
+    exp.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
+    exp.add_argument("--format", choices=["parquet", "csv", "md", "html"], default="csv")
+    exp.add_argument("-o", "--output", required=True, help="file to write")
 
     spl = sub.add_parser("splits", help="check the split hashes against the committed manifest")
     spl.add_argument("--data-dir", help="folder of the real .h5ad files")
@@ -39,7 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from stbench.benchmark.runner import default_methods, format_table, run_benchmark, save_results
+    from stbench.benchmark.runner import default_methods, format_table, run_benchmark
     from stbench.datasets.loading import load_user_dataset
     from stbench.methods import get_method
 
@@ -52,18 +66,41 @@ def cmd_run(args) -> int:
     start = time.perf_counter()
     report = run_benchmark(tasks=args.tasks, methods=methods or default_methods(), datasets=args.datasets,
                            seeds=args.seeds, splits=args.splits, data_dir=args.data_dir, user_datasets=user,
+                           results_dir=args.results, executor=args.executor, jobs=args.jobs,
+                           timeout=args.timeout, memory=args.memory, force=args.force, address=args.address,
                            progress=not args.quiet)
     total = time.perf_counter() - start
     if report.results.empty:
         print("no cell to run: no selected task declares the selected datasets", file=sys.stderr)
         return 1
     print(format_table(report.results))
-    path = save_results(report.results, args.results)
     t = report.timings
     counts = report.results["status"].value_counts().to_dict()
-    print(f"\n{len(report.results)} cells {counts} in {total:.1f} s "
-          f"(data {t['data']:.1f} s, split {t['split']:.1f} s, method {t['method']:.1f} s, "
-          f"scoring {t['scoring']:.1f} s); results in {path} and {path.with_suffix('.csv')}")
+    print(f"\n{len(report.results)} cells {counts}: {report.executed} executed, {report.cached} already recorded "
+          f"(cached), in {total:.1f} s")
+    if report.executed == 0:
+        print("nothing executed: every cell is already recorded in the results folder (--force re-runs them)")
+    else:
+        print(f"time: data {t['data']:.1f} s, split {t['split']:.1f} s, method {t['method']:.1f} s, scoring "
+              f"{t['scoring']:.1f} s, harness {t['harness']:.1f} s, worker start {t['startup']:.1f} s")
+    print(f"results: {report.path} and {report.path.with_suffix('.csv')}; MLflow runs in "
+          f"{os.environ.get('MLFLOW_TRACKING_URI') or report.path.parent / 'mlflow.db'}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from stbench.benchmark.store import ResultStore, write_table
+
+    if not Path(args.results).is_dir():
+        raise StbenchError(f"results folder {args.results!r} does not exist. Expected: the --results folder "
+                           "of an earlier stbench run")
+    table = ResultStore(args.results).table()
+    path = write_table(table, args.output, args.format)
+    print(f"wrote {len(table)} cells to {path} ({args.format})")
     return 0
 
 
@@ -119,7 +156,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = _build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "splits": cmd_splits}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "splits": cmd_splits, "export": cmd_export}[args.command](args)
     except StbenchError as err:
         print(f"stbench: error: {err}", file=sys.stderr)
         return 2

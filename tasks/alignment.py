@@ -161,5 +161,13 @@ class Alignment(Task):
             scores["coord_rmse"] = coord_rmse(sol["query_true_spatial"], output["aligned"])
         return scores
 
+    def spatial_map(self, problem, output):
+        sol = problem.solution
+        if sol["query_true_spatial"] is None:
+            return None  # no known placement to draw the truth
+        return {"xy": sol["query_true_spatial"], "truth": None, "prediction": output["aligned"],
+                "reference_xy": problem.inputs.reference.obsm["spatial"], "kind": "alignment",
+                "title": "query (colour) on the reference (grey)"}
+
 
 task = Alignment()

@@ -157,6 +157,15 @@ class Task:
     def score(self, problem: Problem, output) -> dict[str, float]:  # pragma: no cover
         raise NotImplementedError
 
+    def spatial_map(self, problem: Problem, output) -> dict | None:
+        """What the run's small spatial plot shows (truth beside prediction), or None.
+
+        A dict with ``xy`` (n, 2), ``truth`` and ``prediction`` (n values),
+        ``kind`` ("continuous" or "categorical") and a ``title``; alignment
+        tasks add ``reference_xy``.
+        """
+        return None
+
     # -- helpers shared by the output checks ---------------------------------
     def fail(self, what: str):
         raise ContractError(f"{self.name}: {what}. Expected: {self.output_contract}")
@@ -208,6 +217,13 @@ def imputation_ari_scores(labels, predicted_full, true_full, scored: np.ndarray,
         "imputation_ari": imputation_ari(lab, predicted_full, k, ok),
         "imputation_ari_reference": reference,
     }
+
+
+def expression_map(xy, truth: np.ndarray, prediction: np.ndarray, var_names, what: str) -> dict:
+    """The spatial map of the gene that varies most in the truth: truth beside prediction."""
+    g = int(np.argmax(truth.var(axis=0)))
+    return {"xy": np.asarray(xy, float), "truth": truth[:, g], "prediction": prediction[:, g],
+            "kind": "continuous", "title": f"{var_names[g]} ({what})"}
 
 
 def make_view(obs_names, spatial, grid, slice_name, X=None, var=None, counts=None):

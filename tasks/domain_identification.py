@@ -110,5 +110,10 @@ class DomainIdentification(Task):
                 "boundary_ca": boundary_ca(t, p, problem.scoring["spatial"][ok]),
                 "n_clusters": float(len(np.unique(output)))}
 
+    def spatial_map(self, problem, output):
+        truth = np.array(["unlabelled" if v is None else str(v) for v in problem.solution], dtype=object)
+        return {"xy": problem.scoring["spatial"], "truth": truth, "prediction": np.asarray(output).astype(str),
+                "kind": "categorical", "title": "domains"}
+
 
 task = DomainIdentification()

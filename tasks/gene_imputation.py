@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import (Problem, Task, hash_arrays, imputation_ari_scores, label_array, make_view,
+from stbench.tasks.base import (Problem, Task, expression_map, hash_arrays, imputation_ari_scores, label_array, make_view,
                                 split_rng, square_grid)
 from stbench.tasks.metrics.expression import expression_scores, mae, mae_nz, mse, mse_nz
 
@@ -112,6 +112,10 @@ class GeneImputation(Task):
         scores.update(imputation_ari_scores(problem.scoring["labels"], output, truth,
                                             np.ones(len(truth), bool), problem.scoring))
         return scores
+
+    def spatial_map(self, problem, output):
+        view = problem.inputs.adata
+        return expression_map(view.obsm["spatial"], problem.solution, output, view.var_names, "imputed")
 
 
 task = GeneImputation()

@@ -35,7 +35,7 @@ import pandas as pd
 
 from stbench.benchmark.errors import MethodNotApplicable
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import (Problem, Task, hash_arrays, imputation_ari_scores, label_array, make_view,
+from stbench.tasks.base import (Problem, Task, expression_map, hash_arrays, imputation_ari_scores, label_array, make_view,
                                 split_rng, square_grid)
 from stbench.tasks.metrics.expression import expression_scores
 from stbench.tasks.metrics.image import raster_layout, ssim
@@ -122,6 +122,14 @@ class SpatialImputation(Task):
         scores["ssim"] = ssim(s["expr"], full_pred, s["pixel"], s["shape"])
         scores.update(imputation_ari_scores(s["labels"], full_pred, s["expr"], s["held"], problem.scoring))
         return scores
+
+    def spatial_map(self, problem, output):
+        s, inp = problem.scoring, problem.inputs
+        xy = np.empty((len(s["held"]), 2))
+        xy[~s["held"]], xy[s["held"]] = inp.observed.obsm["spatial"], inp.query.obsm["spatial"]
+        full_pred = s["expr"].copy()
+        full_pred[s["held"]] = output
+        return expression_map(xy, s["expr"], full_pred, inp.observed.var_names, "held-out spots predicted")
 
 
 task = SpatialImputation()

@@ -1,0 +1,231 @@
+"""The parent side of one cell: start the isolated child, enforce the limits, classify.
+
+``execute(job)`` is *the cell function*: the local executor calls it in a
+thread of the runner, the Ray executor in a Ray worker. It never sees the
+solution of a task (except the positive control's, passed through the pipe and
+never written to disk); it returns the method's output as bytes, plus what the
+child measured. Output checking and scoring stay with the runner, which holds
+the truth.
+
+Outcomes: ``ok``, ``skipped`` and ``error`` come from the child; the parent
+kills the child's whole process group and records ``timeout`` past the
+wall-clock limit, ``oom`` past the memory ceiling (resident memory of the child
+and its own subprocesses, polled), and ``oom`` or ``error`` when the child dies
+without a word (SIGKILL from the kernel's OOM killer, a segfault, ``os._exit``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import pickle
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+POLL_FAST_S, POLL_SLOW_S = 0.02, 0.1  # fine polling while a cell is young, then cheaper
+
+_context_lock = threading.Lock()
+_context = None
+_active: set[int] = set()  # children running now, killed if the runner is interrupted
+
+
+def kill_active() -> None:
+    """Kill every child still running (the runner is being interrupted)."""
+    for pid in list(_active):
+        _kill_group(pid)
+
+
+def forkserver_context():
+    """The fork server's multiprocessing context, with the child module preloaded.
+
+    Started once per process (lazily, or early by :func:`warm_up`); it is a
+    fresh interpreter, so children forked from it share nothing with the runner.
+    """
+    global _context
+    with _context_lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["stbench.benchmark.child"])
+            _context = ctx
+        return _context
+
+
+def _noop():
+    pass
+
+
+def warm_up() -> float:
+    """Start the fork server now (imports torch, scanpy and the adapters once); returns seconds."""
+    start = time.perf_counter()
+    p = forkserver_context().Process(target=_noop)
+    p.start()
+    p.join()
+    return time.perf_counter() - start
+
+
+@dataclass
+class Job:
+    """Everything a child needs, and nothing of the truth (bar the positive control's solution)."""
+
+    method_ref: str  # registered name, or "path/to/module.py:attribute"
+    task: str
+    split: str
+    seed: int
+    device: str
+    params: dict
+    timeout_s: float
+    memory_bytes: int
+    threads: int = 1
+    inputs_path: str | None = None  # the pickled input view (local executor: one file per problem)
+    solution: bytes | None = None  # only for methods marked uses_truth
+
+
+@dataclass
+class ChildResult:
+    status: str
+    error: str = ""
+    output: bytes | None = None
+    time_method_s: float = float("nan")
+    cpu_time_s: float = float("nan")
+    peak_rss_mb: float = float("nan")
+    peak_gpu_mb: float = float("nan")
+    child_wall_s: float = float("nan")  # start of the child to its result read back
+    device_name: str = "cpu"
+    sandbox: str = "none"
+    extra: dict = field(default_factory=dict)
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    try:
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _kill_group(pid: int, alive: bool = True) -> None:
+    """SIGKILL the child's process group (the child made itself its leader).
+
+    ``alive=False`` after the child has exited: only its leftover subprocesses
+    can still be in the group, and the bare pid may already belong to someone else.
+    """
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        if alive:  # killed before it could call setsid()
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
+    """Run one cell's method in a fresh child process under the job's limits.
+
+    ``inputs`` (bytes of the pickled input view) replaces ``job.inputs_path``
+    where no file system is shared with the runner (Ray workers).
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="stbench-cell-"))
+    try:
+        if inputs is not None:
+            (scratch / "inputs.pkl").write_bytes(inputs)
+            job.inputs_path = str(scratch / "inputs.pkl")
+        payload = asdict(job) | {"scratch": str(scratch)}
+        from stbench.benchmark import child
+
+        proc = forkserver_context().Process(target=child.main, args=(payload,), name="stbench-cell")
+        start = time.perf_counter()
+        proc.start()
+        _active.add(proc.pid)
+        watcher = psutil.Process(proc.pid)
+        killed, peak_rss = None, 0
+        while True:
+            age = time.perf_counter() - start
+            proc.join(POLL_FAST_S if age < 1.0 else POLL_SLOW_S)
+            if proc.exitcode is not None:
+                break
+            peak_rss = max(peak_rss, _tree_rss(watcher))
+            if job.memory_bytes and peak_rss > job.memory_bytes:
+                killed = ("oom", f"killed: resident memory {_mb(peak_rss)} passed the ceiling of "
+                                 f"{_mb(job.memory_bytes)} (--memory)")
+            elif age > job.timeout_s:
+                killed = ("timeout", f"killed: still running after {job.timeout_s:g} s (--timeout)")
+            if killed:
+                _kill_group(proc.pid)
+                proc.join()
+                break
+        wall = time.perf_counter() - start
+        _active.discard(proc.pid)
+        _kill_group(proc.pid, alive=False)  # leftovers of a method that forked and returned
+        result_file = scratch / "result.json"
+        if killed:
+            res = ChildResult(status=killed[0], error=killed[1], peak_rss_mb=peak_rss / 2**20)
+        elif result_file.exists():
+            data = json.loads(result_file.read_text())
+            res = ChildResult(**{k: v for k, v in data.items() if k in ChildResult.__dataclass_fields__})
+            if res.status == "ok":
+                res.output = (scratch / "output.pkl").read_bytes()
+        elif proc.exitcode == -signal.SIGKILL:
+            res = ChildResult(status="oom", error="the child was killed by SIGKILL without reporting "
+                                                  "(most likely the kernel's out-of-memory killer)")
+        else:
+            how = (f"signal {signal.Signals(-proc.exitcode).name}" if proc.exitcode < 0
+                   else f"exit code {proc.exitcode}")
+            res = ChildResult(status="error", error=f"the child process ended with {how} before reporting")
+        res.child_wall_s = wall
+        if res.peak_rss_mb != res.peak_rss_mb:  # NaN: the child could not say
+            res.peak_rss_mb = peak_rss / 2**20
+        return res
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# -- reading a method's output back ------------------------------------------
+_SAFE_MODULES = ("numpy", "scipy.sparse", "pandas", "anndata", "collections", "copyreg", "datetime", "zoneinfo",
+                 "pytz", "dateutil", "_codecs")
+_SAFE_BUILTINS = {"list", "dict", "tuple", "set", "frozenset", "slice", "complex", "bytearray", "bytes", "int",
+                  "float", "str", "bool", "range", "object", "NoneType"}
+
+
+class _OutputUnpickler(pickle.Unpickler):
+    """Outputs are data: arrays, sparse matrices, frames, AnnData and plain containers.
+
+    Anything else (a class from the method's own module, a function) is refused,
+    so reading an output back can never run a method's code in the runner.
+    """
+
+    def find_class(self, module, name):
+        if (module == "builtins" and name in _SAFE_BUILTINS) or module.split(".")[0] in _SAFE_MODULES \
+                or module.startswith(_SAFE_MODULES):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def load_output(data: bytes):
+    """The method's output, or ContractError naming the object type that is not plain data."""
+    from stbench.benchmark.errors import ContractError
+
+    try:
+        return _OutputUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as err:
+        raise ContractError(f"the output holds an object of type {err} that is not data. Expected: numpy "
+                            "arrays, scipy.sparse matrices, pandas objects, AnnData, or dicts/lists of them") from None

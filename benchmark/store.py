@@ -1,0 +1,268 @@
+"""Where results live: MLflow runs (the record) and the results table exported from them.
+
+* One MLflow **parent run per invocation** of ``stbench run`` and one **child
+  run per cell** (SPEC §7): params (task, split, dataset, instance, method,
+  seed, method parameters), tags (status, error, kind, hashes, versions,
+  device, flags, cell key), metrics (scores and resources), and the spatial
+  plot as an artifact.
+* Default store: ``sqlite:///DIR/mlflow.db`` with artifacts in
+  ``DIR/mlartifacts``; ``MLFLOW_TRACKING_URI`` points anywhere else.
+* A cell run is written whole under a file lock and marked FINISHED last, so
+  a runner killed mid-write leaves at most an unfinished run, which is ignored
+  and cleared by the next invocation. Runs are never overwritten: a re-run
+  (``--force``, or a retry of a failed cell) adds a run.
+* ``DIR/results.parquet`` (and ``.csv``) is exported from the finished runs
+  after each invocation: one row per cell key (its latest ``ok``/``skipped``
+  record, else its latest record; ``attempts`` counts them), schema-checked.
+* Claims: before running a cell, a runner takes an exclusive ``flock`` on
+  ``DIR/.claims/<cell key>``; a concurrent runner defers that cell and checks
+  the record once the claim is released. The kernel drops the lock when a
+  process dies, so a killed runner never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stbench.benchmark.errors import StbenchError
+
+EXPERIMENT = "stbench"
+STATUSES = ("ok", "skipped", "error", "timeout", "oom", "invalid_output")
+DONE = ("ok", "skipped")  # cached: not re-run without --force
+
+# The results table: identity, then what describes the cell; every other column is a float score.
+PARAM_COLUMNS = ["task", "split", "dataset", "instance", "method", "seed", "params"]
+SCHEMA: dict[str, str] = {
+    "run_id": "string", "task": "string", "split": "string", "dataset": "string", "instance": "string",
+    "method": "string", "seed": "int64",
+    "status": "string", "error": "string", "primary_metric": "string", "primary_value": "float64",
+    "method_kind": "string", "method_version": "string", "task_version": "string", "params": "string",
+    "uses_truth": "bool", "uses_true_k": "bool", "device": "string", "device_name": "string",
+    "dataset_sha256": "string", "split_sha256": "string", "cell_key": "string", "git_commit": "string",
+    "sandbox": "string", "versions": "string", "ltari_rule": "string", "artifact": "string",
+    "mlflow_run_id": "string", "finished_at": "string", "attempts": "int64",
+    "time_split_s": "float64", "time_method_s": "float64", "time_score_s": "float64", "wall_time_s": "float64",
+    "cpu_time_s": "float64", "peak_rss_mb": "float64", "peak_gpu_mb": "float64",
+}
+TAG_COLUMNS = [c for c, t in SCHEMA.items() if c not in PARAM_COLUMNS and t in ("string", "bool")
+               and c not in ("run_id", "mlflow_run_id", "attempts", "finished_at")]
+MAX_TAG = 7000
+
+
+class SchemaError(StbenchError):
+    pass
+
+
+def check_schema(df: pd.DataFrame) -> pd.DataFrame:
+    """Coerce to the results schema or say exactly which column is wrong."""
+    missing = [c for c in SCHEMA if c not in df]
+    if missing:
+        raise SchemaError(f"results table: missing columns {missing}. Expected: {list(SCHEMA)} plus float scores")
+    out = df.copy()
+    for col in out.columns:
+        want = SCHEMA.get(col, "float64")
+        try:
+            if want == "bool":
+                out[col] = out[col].map(lambda v: str(v).lower() in ("true", "1")).astype(bool)
+            elif want == "string":
+                out[col] = out[col].astype("string").fillna("")
+            else:
+                out[col] = pd.to_numeric(out[col], errors="raise").astype(want)
+        except (TypeError, ValueError) as err:
+            raise SchemaError(f"results table: column {col!r} is not {want} ({err})") from None
+    bad = set(out["status"]) - set(STATUSES)
+    if bad:
+        raise SchemaError(f"results table: unknown status {sorted(bad)}. Expected one of {STATUSES}")
+    if out["cell_key"].duplicated().any():
+        raise SchemaError("results table: a cell key appears twice. Expected one row per cell")
+    return out
+
+
+class ResultStore:
+    """The MLflow record of one results folder (or of the server named by MLFLOW_TRACKING_URI)."""
+
+    def __init__(self, results_dir: str | Path, tracking_uri: str | None = None):
+        self.dir = Path(results_dir).resolve()
+        if self.dir.exists() and not self.dir.is_dir():
+            raise StbenchError(f"results folder {self.dir} is a file. Expected: a folder (it is created if absent)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / ".claims").mkdir(exist_ok=True)
+        self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.dir / 'mlflow.db'}"
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlflow.tracking import MlflowClient
+
+        with self.lock():  # creating the database (migrations) must not race another runner
+            self.client = MlflowClient(tracking_uri=self.uri)
+            exp = self.client.get_experiment_by_name(EXPERIMENT)
+            if exp is None:
+                local = self.uri.startswith("sqlite:")
+                self.experiment_id = self.client.create_experiment(
+                    EXPERIMENT, artifact_location=(self.dir / "mlartifacts").as_uri() if local else None)
+            else:
+                self.experiment_id = exp.experiment_id
+
+    # -- locks ---------------------------------------------------------------
+    @contextmanager
+    def lock(self):
+        """Serialise writers of this folder (several runners may share it)."""
+        with open(self.dir / ".store.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def claim(self, key: str, wait: bool = False):
+        """An exclusive claim on one cell (an open file holding a flock), or None if another runner has it."""
+        fh = open(self.dir / ".claims" / key, "a")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.close()
+            return None
+        return fh
+
+    @staticmethod
+    def release(claim) -> None:
+        if claim is not None:
+            fcntl.flock(claim, fcntl.LOCK_UN)
+            claim.close()
+
+    # -- invocations ---------------------------------------------------------
+    def start_invocation(self, config: dict, tags: dict) -> str:
+        from mlflow.entities import Param
+
+        with self.lock():
+            self._clear_unfinished()
+            run = self.client.create_run(self.experiment_id, tags={"record": "invocation", **tags},
+                                         run_name=f"stbench run {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:MAX_TAG]) for k, v in config.items()])
+        return run.info.run_id
+
+    def end_invocation(self, run_id: str, metrics: dict, status: str = "FINISHED") -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        with self.lock():
+            self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
+            self.client.set_terminated(run_id, status)
+
+    def _clear_unfinished(self) -> None:
+        """Delete cell runs a killed runner left half-written (only ever done under the lock)."""
+        for run in self._search("tags.record = 'cell' and attributes.status = 'RUNNING'"):
+            self.client.delete_run(run.info.run_id)
+
+    # -- cells ---------------------------------------------------------------
+    def record(self, row: dict, invocation: str, artifacts: list[Path] = ()) -> str:
+        """Write one cell as a child run of the invocation; FINISHED is set last."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        ts = int(time.time() * 1000)
+        params = [Param(k, str(row[k])) for k in PARAM_COLUMNS]
+        tags = [RunTag(k, str(row.get(k, ""))[:MAX_TAG]) for k in TAG_COLUMNS if k != "artifact"]
+        tags += [RunTag("record", "cell"), RunTag("mlflow.parentRunId", invocation)]
+        metrics = [Metric(k, float(v), ts, 0) for k, v in row.items()
+                   if k not in SCHEMA or SCHEMA[k] == "float64"
+                   if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)]
+        name = f"{row['task']}/{row['split']} {row['dataset']}:{row['instance']} {row['method']} s{row['seed']}"
+        with self.lock():
+            run = self.client.create_run(self.experiment_id, run_name=name, tags={"record": "cell"})
+            run_id = run.info.run_id
+            self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+            for path in artifacts:
+                self.client.log_artifact(run_id, str(path))
+                self.client.set_tag(run_id, "artifact", f"{run.info.artifact_uri}/{Path(path).name}")
+            self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def _search(self, filter_string: str) -> list:
+        from mlflow.entities import ViewType
+
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string, ViewType.ACTIVE_ONLY,
+                                           max_results=5000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def statuses(self, keys=None) -> dict[str, set[str]]:
+        """cell key -> the statuses it has been recorded with (finished runs only)."""
+        out: dict[str, set[str]] = {}
+        if keys is not None and len(keys) == 1:
+            flt = f"tags.record = 'cell' and attributes.status = 'FINISHED' and tags.cell_key = '{keys[0]}'"
+        else:
+            flt = "tags.record = 'cell' and attributes.status = 'FINISHED'"
+        for run in self._search(flt):
+            out.setdefault(run.data.tags.get("cell_key", ""), set()).add(run.data.tags.get("status", ""))
+        return out
+
+    def is_done(self, key: str) -> bool:
+        return bool(self.statuses([key]).get(key, set()) & set(DONE))
+
+    def table(self) -> pd.DataFrame:
+        """Every recorded cell, one row per cell key, schema-checked."""
+        rows = []
+        for run in self._search("tags.record = 'cell' and attributes.status = 'FINISHED'"):
+            d = run.data
+            row = {**d.params, **d.tags, **d.metrics}
+            row.update(mlflow_run_id=run.info.run_id, run_id=d.tags.get("mlflow.parentRunId", ""),
+                       _end=run.info.end_time or 0)
+            rows.append(row)
+        if not rows:
+            return check_schema(pd.DataFrame({c: pd.Series(dtype="object") for c in SCHEMA}))
+        df = pd.DataFrame(rows)
+        df["finished_at"] = pd.to_datetime(df["_end"], unit="ms", utc=True).map(lambda t: t.isoformat())
+        df["attempts"] = df.groupby("cell_key")["cell_key"].transform("size")
+        # The row that stands for a cell: its latest ok/skipped record, else its latest record.
+        df["_done"] = df["status"].isin(DONE)
+        df = df.sort_values(["_done", "_end"]).groupby("cell_key", sort=False).tail(1)
+        df = df.drop(columns=[c for c in df.columns if c.startswith(("_", "mlflow.", "record"))])
+        for col in SCHEMA:
+            if col not in df:
+                df[col] = np.nan if SCHEMA[col] == "float64" else ""
+        order = list(SCHEMA) + sorted(c for c in df.columns if c not in SCHEMA)
+        df = df[order].sort_values(["task", "dataset", "instance", "split", "seed", "method"])
+        return check_schema(df.reset_index(drop=True))
+
+    def export(self, df: pd.DataFrame | None = None) -> Path:
+        """Write DIR/results.parquet and results.csv from the record, atomically."""
+        with self.lock():
+            df = self.table() if df is None else check_schema(df)
+            path = self.dir / "results.parquet"
+            tmp = self.dir / ".results.parquet.tmp"
+            df.to_parquet(tmp, index=False)
+            tmp.replace(path)
+            tmp_csv = self.dir / ".results.csv.tmp"
+            df.to_csv(tmp_csv, index=False)
+            tmp_csv.replace(self.dir / "results.csv")
+        return path
+
+
+def write_table(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:
+    """``stbench export``: the results table as parquet, csv, Markdown or HTML."""
+    path = Path(path)
+    if fmt == "parquet":
+        df.to_parquet(path, index=False)
+    elif fmt == "csv":
+        df.to_csv(path, index=False)
+    elif fmt == "md":
+        path.write_text(df.to_markdown(index=False, floatfmt=".4f") + "\n")
+    elif fmt == "html":
+        path.write_text(df.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""))
+    else:
+        raise StbenchError(f"unknown export format {fmt!r}. Expected one of: parquet, csv, md, html")
+    return path
+
+
+def json_tag(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
