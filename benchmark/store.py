@@ -97,6 +97,10 @@ class ResultStore:
         (self.dir / ".claims").mkdir(exist_ok=True)
         self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.dir / 'mlflow.db'}"
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # one line per run otherwise
+        import logging
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # not the INFO lines of database creation
         from mlflow.tracking import MlflowClient
 
         with self.lock():  # creating the database (migrations) must not race another runner

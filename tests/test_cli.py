@@ -31,8 +31,9 @@ def test_run_writes_tables_and_never_overwrites(tmp_path, capsys):
     assert main(args + ["--seeds", "1"]) == 0
     both = pd.read_parquet(tmp_path / "results.parquet")
     assert len(both) == 2 * len(first) and both["run_id"].nunique() == 2
-    pd.testing.assert_frame_equal(both.iloc[:len(first)][first.columns].reset_index(drop=True), first,
-                                  check_dtype=False)
+    # the first run's rows are still there, unchanged
+    again = both.set_index("cell_key").loc[first["cell_key"]].reset_index()[first.columns]
+    pd.testing.assert_frame_equal(again, first, check_dtype=False)
     assert len(pd.read_csv(tmp_path / "results.csv")) == len(both)
 
 

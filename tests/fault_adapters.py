@@ -1,0 +1,161 @@
+"""Adapters that misbehave on purpose, for the engine's fault-injection tests.
+
+They live with the tests and are never registered: the runner hands them to
+its children as ``tests/fault_adapters.py:<name>``. Each solves
+``spatial_imputation`` so that a small grid exercises every outcome.
+"""
+
+import gc
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stbench.methods import Method
+
+
+def _mean_prediction(inputs):
+    """A valid output: every query spot gets the mean observed profile."""
+    mean = np.asarray(inputs.observed.X.mean(axis=0)).ravel()
+    return np.tile(mean, (inputs.query.n_obs, 1))
+
+
+raises = Method(name="fault_raises", kind="baseline", summary="raises inside the method")
+
+
+@raises.solves("spatial_imputation")
+def _raise(inputs, ctx):
+    raise RuntimeError("injected failure")
+
+
+hangs = Method(name="fault_hangs", kind="baseline", summary="never returns")
+
+
+@hangs.solves("spatial_imputation")
+def _hang(inputs, ctx):
+    time.sleep(3600)
+
+
+hog = Method(name="fault_hog", kind="baseline", summary="allocates until stopped")
+
+
+@hog.solves("spatial_imputation")
+def _hog(inputs, ctx):
+    blocks = []
+    for _ in range(400):  # up to 20 GiB, 50 MiB at a time, every page touched
+        blocks.append(np.ones(50 * 2**20 // 8))
+    return _mean_prediction(inputs)
+
+
+returns_nan = Method(name="fault_nan", kind="baseline", summary="returns NaN")
+
+
+@returns_nan.solves("spatial_imputation")
+def _nan(inputs, ctx):
+    out = _mean_prediction(inputs)
+    out[0, 0] = np.nan
+    return out
+
+
+wrong_shape = Method(name="fault_shape", kind="baseline", summary="returns one row too few")
+
+
+@wrong_shape.solves("spatial_imputation")
+def _shape(inputs, ctx):
+    return _mean_prediction(inputs)[1:]
+
+
+snooper = Method(name="fault_snooper", kind="baseline",
+                 summary="searches its process for held-out truth and fails the run if it finds any")
+
+
+def find_truth(inputs) -> list[str]:
+    """Where this process can see held-out truth: objects, environment, arguments, files.
+
+    The held-out spots are known by name (``inputs.query.obs_names``); truth is
+    anything that pairs those names with expression, or that has the exact
+    shape of the held-out matrix, or a pointer to the data or the results.
+    """
+    import anndata as ad
+    import pandas as pd
+
+    query_names = set(inputs.query.obs_names)
+    shape = (inputs.query.n_obs, inputs.observed.n_vars)
+    found = []
+    for obj in gc.get_objects():  # everything this process holds, inherited or loaded
+        try:
+            if type(obj).__name__ == "Problem":
+                found.append("a Problem object (it carries the solution)")
+            elif isinstance(obj, ad.AnnData) and obj.n_vars > 0 and query_names & set(obj.obs_names):
+                found.append("an AnnData with expression for held-out spots")
+            elif isinstance(obj, np.ndarray) and obj.shape == shape and obj.dtype.kind == "f":
+                found.append(f"an array of the held-out shape {shape}")
+            elif isinstance(obj, pd.DataFrame) and obj.shape[1] > 1 and query_names & set(map(str, obj.index)):
+                found.append("a DataFrame indexed by held-out spots")
+        except Exception:  # noqa: BLE001 - some objects do not like being inspected
+            continue
+    for key in os.environ:
+        if key.startswith(("STBENCH_", "MLFLOW_")):
+            found.append(f"environment variable {key} (points at data or results)")
+    args = Path("/proc/self/cmdline").read_bytes().decode(errors="replace")
+    if "--results" in args or any(n in args for n in list(query_names)[:50]):
+        found.append(f"arguments {args!r}")
+    # files: anything on /tmp or under the working folder naming held-out spots, except our own input
+    sample = [n.encode() for n in sorted(query_names)[:20]]
+    own = Path(ctx_inputs_path()).resolve() if ctx_inputs_path() else None
+    for root in {"/tmp", os.getcwd()}:
+        for dirpath, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in (".venv", "site-packages", ".git", "node_modules")]
+            for name in files:
+                path = Path(dirpath, name)
+                try:
+                    if path.resolve() == own or path.stat().st_size > 50 * 2**20:
+                        continue
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                if sum(s in data for s in sample) >= 10 and (own is None or data != own.read_bytes()):
+                    found.append(f"file {path}")
+    return found
+
+
+def ctx_inputs_path():
+    """The input file this child was given (the only file that may name held-out spots)."""
+    for obj in gc.get_objects():
+        if isinstance(obj, dict) and isinstance(obj.get("inputs_path"), str) and "method_ref" in obj:
+            return obj["inputs_path"]
+    return None
+
+
+@snooper.solves("spatial_imputation")
+def _snoop(inputs, ctx):
+    found = find_truth(inputs)
+    if found:
+        raise RuntimeError("LEAK: held-out truth reachable: " + "; ".join(sorted(set(found))))
+    return _mean_prediction(inputs)
+
+
+vandal = Method(name="fault_vandal", kind="baseline", summary="tries to overwrite the recorded results",
+                params={"target": ""})
+
+
+@vandal.solves("spatial_imputation")
+def _vandalise(inputs, ctx):
+    target = Path(ctx.params["target"])
+    done, refused = [], []
+    attempts = [
+        ("overwrite results.parquet", lambda: (target / "results.parquet").write_bytes(b"junk")),
+        ("truncate mlflow.db", lambda: open(target / "mlflow.db", "r+b").truncate(0)),
+        ("delete mlflow.db", lambda: (target / "mlflow.db").unlink()),
+        ("add a fake row file", lambda: (target / "injected.csv").write_text("task,method\nx,y\n")),
+    ]
+    for what, act in attempts:
+        try:
+            act()
+            done.append(what)
+        except OSError as err:
+            refused.append(f"{what}: {err.strerror}")
+    if not done:
+        raise PermissionError("every write into the results folder was refused: " + "; ".join(refused))
+    return _mean_prediction(inputs)
