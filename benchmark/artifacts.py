@@ -50,7 +50,7 @@ def spatial_plot(problem, output, path: Path) -> Path | None:
         ax.set_yticks([])
     fig.suptitle(f"{problem.task}/{problem.split} {problem.dataset}:{problem.instance} - {spec['title']}",
                  fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.03, top=0.82, wspace=0.05)  # tight_layout costs 30 ms
     fig.savefig(path)
     plt.close(fig)
     return path

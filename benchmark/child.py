@@ -7,8 +7,10 @@ holds none of the parent's memory: no dataset, no solution, no other cell.
 
 Data flow inside the child::
 
-    scratch/inputs.pkl (the task's input view) --method--> scratch/output.pkl
-    scratch/result.json: status, error tail, method time, CPU time, peak memory
+    exchange/inputs.pkl (the task's input view) --method--> exchange/output.pkl
+    exchange/result.json: status, error tail, method time, CPU time, peak memory
+    (the exchange folder is in /dev/shm when it has room; the method's own
+    scratch folder, its working directory and TMPDIR, is on disk)
 
 The child classifies what it can see itself (``ok``, ``skipped``, ``error``,
 ``oom`` on MemoryError); the parent adds ``timeout`` and ``oom`` when it has
@@ -66,7 +68,7 @@ def load_method(ref: str):
     return getattr(module, attr)
 
 
-def _isolate(scratch: Path, memory_bytes: int, threads: int) -> str:
+def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int) -> str:
     """Own process group, scrubbed environment, scratch cwd, write sandbox, memory backstop."""
     os.setsid()  # the parent kills the whole group: a method's own subprocesses go too
     # Die with the fork server, which exits when the runner dies (even by SIGKILL):
@@ -83,7 +85,7 @@ def _isolate(scratch: Path, memory_bytes: int, threads: int) -> str:
     tempfile.tempdir = str(scratch)
     os.chdir(scratch)
     sys.argv = ["stbench-cell"]
-    sandbox = restrict_writes([str(scratch), "/dev"])
+    sandbox = restrict_writes([str(scratch), str(exchange), "/dev"])
     # The parent polls RSS and kills past the ceiling; this address-space backstop
     # turns a single huge allocation (faster than a poll) into a clean MemoryError.
     if memory_bytes > 0:
@@ -122,11 +124,11 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 def main(job: dict) -> None:
     """Run one method on one input view; everything goes back through the scratch folder."""
-    scratch = Path(job["scratch"])
+    scratch, exchange = Path(job["scratch"]), Path(job["exchange"])
     result = {"status": "error", "error": "", "time_method_s": float("nan"), "peak_gpu_mb": float("nan"),
               "device_name": "cpu"}
     try:
-        result["sandbox"] = _isolate(scratch, job["memory_bytes"], job["threads"])
+        result["sandbox"] = _isolate(scratch, exchange, job["memory_bytes"], job["threads"])
         from stbench.methods import RunContext
 
         method = load_method(job["method_ref"])
@@ -144,7 +146,7 @@ def main(job: dict) -> None:
             output = method.run(job["task"], inputs, ctx)
         finally:
             result["time_method_s"] = time.perf_counter() - start
-        with open(scratch / "output.pkl", "wb") as fh:
+        with open(exchange / "output.pkl", "wb") as fh:
             pickle.dump(output, fh, protocol=5)
         result["status"] = "ok"
     except MethodNotApplicable as err:
@@ -156,6 +158,6 @@ def main(job: dict) -> None:
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     result["cpu_time_s"] = _cpu_time_s()
     result["peak_rss_mb"] = _peak_rss_mb()
-    tmp = scratch / ".result.json.tmp"
+    tmp = exchange / ".result.json.tmp"
     tmp.write_text(json.dumps(result))
-    tmp.replace(scratch / "result.json")
+    tmp.replace(exchange / "result.json")

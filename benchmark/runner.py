@@ -292,7 +292,7 @@ class _Grid:
         self.store, self.invocation, self.backend = store, invocation, backend
         self.methods, self.params, self.timeout, self.memory, self.threads = methods, params, timeout, memory, threads
         self.report, self.progress, self.loaded, self.data_dir = report, progress, loaded, data_dir
-        self.tmp = Path(tempfile.mkdtemp(prefix="stbench-problems-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix="stbench-problems-", dir=isolation.exchange_root()))
         self.commit, self.versions = git_commit(), json.dumps(library_versions(), sort_keys=True)
         self.lock = threading.Lock()
 
@@ -338,7 +338,8 @@ class _Grid:
             artifacts = []
             if res.status == "ok":
                 try:
-                    output = _check_and_score(row, problem, isolation.load_output(res.output))
+                    raw = res.output_object if res.output is None else isolation.load_output(res.output)
+                    output = _check_and_score(row, problem, raw)
                     from stbench.benchmark.artifacts import spatial_plot
 
                     (self.tmp / key).mkdir(exist_ok=True)
@@ -426,9 +427,9 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
     grid = _Grid(store, invocation, backend, by_name, params, timeout, memory,
                  max(1, (os.cpu_count() or 1) // jobs), report, bar, loaded, data_dir)
     status = "FAILED"
+    keys, split_sha = {}, {}
     try:
         # Keys need the split hashes: cheap (no preprocessing), one per problem.
-        keys, split_sha = {}, {}
         for cell in cells:
             pk = cell.problem_key
             if pk not in split_sha:
@@ -465,7 +466,7 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
         grid.close()
         report.path = store.export()
         table = pd.read_parquet(report.path)
-        report.results = table[table["cell_key"].isin(set(keys.values()) if cells else set())].reset_index(drop=True)
+        report.results = table[table["cell_key"].isin(set(keys.values()))].reset_index(drop=True)
         n_failed = int(report.results["status"].isin(FAILED).sum()) if len(report.results) else 0
         store.end_invocation(invocation, {"cells": len(cells), "executed": report.executed,
                                           "cached": report.cached, "failed": n_failed,

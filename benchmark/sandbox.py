@@ -7,8 +7,10 @@ things protect what is already recorded:
   scrubbed, its working directory is its own scratch folder), and
 * on Linux with Landlock (kernel >= 5.13, unprivileged) the child restricts
   itself so that it may create, write, truncate or delete files only under
-  its scratch folder and ``/dev`` (``/dev/null``, ``/dev/shm`` for torch's
-  shared memory). Reads stay allowed: libraries must load.
+  its scratch folder, its exchange folder and ``/dev`` (``/dev/null``; and
+  ``/dev/shm``, which torch and multiprocessing need for shared memory: a
+  method could reach other cells' exchange folders there, but never the
+  results folder). Reads stay allowed: libraries must load.
 
 Landlock is applied by the child to itself after the fork and cannot be lifted
 again. Where it is not available the cell records ``sandbox = "none"``.

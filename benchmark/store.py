@@ -100,8 +100,9 @@ class ResultStore:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # one line per run otherwise
         import logging
 
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # not the INFO lines of database creation
         from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # not the INFO lines of database creation
 
         with self.lock():  # creating the database (migrations) must not race another runner
             self.client = MlflowClient(tracking_uri=self.uri)

@@ -63,17 +63,19 @@ def bench_metrics() -> None:
 
 
 def bench_default_run() -> None:
+    import tempfile
+
     from stbench.benchmark.runner import run_benchmark
 
     t0 = time.perf_counter()
-    report = run_benchmark(progress=False)
+    report = run_benchmark(progress=False, results_dir=tempfile.mkdtemp(prefix="stbench-bench-"))
     total = time.perf_counter() - t0
     t = report.timings
     print(f"default run: {len(report.results)} cells, "
           f"{report.results['status'].value_counts().to_dict()} in {total:.1f} s")
-    for phase in ("data", "split", "method", "scoring"):
+    for phase in ("startup", "data", "split", "method", "scoring", "harness"):
         print(f"  {phase:8s} {t[phase]:7.1f} s  ({100 * t[phase] / total:4.1f} %)")
-    print(f"  other    {total - sum(t.values()):7.1f} s  (copies of the input views, bookkeeping)")
+    print(f"  other    {total - sum(t.values()):7.1f} s  (planning, store start and export)")
     slow = report.results.sort_values("wall_time_s", ascending=False).head(5)
     print("  slowest cells:\n" + slow[["task", "split", "instance", "method", "wall_time_s"]]
           .to_string(index=False, float_format=lambda v: f"{v:.2f}"))

@@ -45,6 +45,10 @@ def test_unknown_names_get_one_clear_error(capsys, tmp_path):
     assert "unknown method 'suica2'" in capsys.readouterr().err
     assert main(["run", "--datasets", "dlpfc9", "--results", str(tmp_path)]) == 2
     assert "unknown dataset 'dlpfc9'" in capsys.readouterr().err
+    assert main(["run", "--memory", "lots", "--results", str(tmp_path)]) == 2
+    assert "--memory 'lots' is not a size" in capsys.readouterr().err
+    assert main(["run", "--timeout", "0", "--results", str(tmp_path)]) == 2
+    assert "--timeout 0.0 is not positive" in capsys.readouterr().err
     assert not (tmp_path / "results.parquet").exists()
 
 

@@ -54,7 +54,7 @@ def test_fault_injection_every_outcome_recorded_once(leakcheck, tmp_path):
     methods = ["negative_control", "positive_control", "global_mean", faults.raises, faults.hangs, faults.hog,
                faults.returns_nan, faults.wrong_shape, faults.snooper]
     report = run_benchmark(tasks=["spatial_imputation"], splits=["random20"], methods=methods,
-                           user_datasets=[leakcheck], results_dir=tmp_path, timeout=4, memory="1500M",
+                           user_datasets=[leakcheck], results_dir=tmp_path, timeout=8, memory="1500M",
                            progress=False)
     by = report.results.set_index("method")
     expected = {"negative_control": "ok", "positive_control": "ok", "global_mean": "ok", "fault_raises": "error",
@@ -132,7 +132,9 @@ def test_sigkill_mid_grid_then_resume(tmp_path):
     proc.wait()
     partial = recorded_cells(tmp_path)
     assert 4 <= len(partial) < 21  # 3 slices x (3 domain + 4 imputation methods) = 21 cells
-    out = subprocess.run(STBENCH + _grid_args(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+    # the resume also runs two cells at a time (--jobs 2)
+    out = subprocess.run(STBENCH + _grid_args(tmp_path) + ["--jobs", "2"], env=env, capture_output=True,
+                         text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert f"{len(partial)} already recorded" in out.stdout
     store = recorded_cells(tmp_path)
