@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import multiprocessing.connection as mp_connection
 import os
 import pickle
 import shutil
@@ -85,11 +86,13 @@ def _noop():
     pass
 
 
-def _child_entry(payload: dict) -> None:
+def _child_entry(payload: dict, done) -> None:
     """The child's target; the runner itself never imports the child module (torch and all)."""
     from stbench.benchmark.child import main
 
     main(payload)
+    done.send_bytes(b"done")
+    done.close()
 
 
 def _start(proc) -> None:
@@ -207,15 +210,26 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
             (exchange / "inputs.pkl").write_bytes(inputs)
             job.inputs_path = str(exchange / "inputs.pkl")
         payload = asdict(job) | {"scratch": str(scratch), "exchange": str(exchange)}
-        proc = forkserver_context().Process(target=_child_entry, args=(payload,), name="stbench-cell")
+        ctx = forkserver_context()
+        # The child says "done" through this pipe once its result is written, so the
+        # runner need not wait for it to exit (tearing down a large heap takes a while).
+        done_r, done_w = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child_entry, args=(payload, done_w), name="stbench-cell")
         start = time.perf_counter()
         _start(proc)
+        done_w.close()
         _active.add(proc.pid)
         watcher = psutil.Process(proc.pid)
-        killed, peak_rss, polls = None, 0, 0
+        killed, peak_rss, polls, waiting_on = None, 0, 0, [proc.sentinel, done_r]
         while True:
             age = time.perf_counter() - start
-            proc.join(POLL_FAST_S if age < 1.0 else POLL_SLOW_S)
+            ready = mp_connection.wait(waiting_on, POLL_FAST_S if age < 1.0 else POLL_SLOW_S)
+            if done_r in ready:
+                try:
+                    done_r.recv_bytes()
+                    break  # reported: the result is complete
+                except EOFError:  # died without reporting: its exit code will say how
+                    waiting_on = [proc.sentinel]
             if proc.exitcode is not None:
                 break
             # the child's own RSS every poll (one small /proc read); its subprocesses too,
@@ -232,8 +246,10 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                 proc.join()
                 break
         wall = time.perf_counter() - start
+        done_r.close()
         _active.discard(proc.pid)
-        _kill_group(proc.pid, alive=False)  # leftovers of a method that forked and returned
+        # What is left of the group: the exiting child, and subprocesses a method forked and left.
+        _kill_group(proc.pid, alive=False)
         result_file = exchange / "result.json"
         if killed:
             res = ChildResult(status=killed[0], error=killed[1], peak_rss_mb=peak_rss / 2**20)

@@ -207,7 +207,9 @@ class ResultStore:
             flt = f"tags.record = 'cell' and attributes.status = 'FINISHED' and tags.cell_key = '{keys[0]}'"
         else:
             flt = "tags.record = 'cell' and attributes.status = 'FINISHED'"
-        for run in self._search(flt):
+        with self.lock():  # a read never meets another runner's half-done write
+            runs = self._search(flt)
+        for run in runs:
             out.setdefault(run.data.tags.get("cell_key", ""), set()).add(run.data.tags.get("status", ""))
         return out
 
