@@ -40,9 +40,9 @@ import torch
 import stbench.methods  # noqa: F401  (discovers the registered adapters)
 import stbench.tasks  # noqa: F401  (the input view classes)
 from stbench.benchmark.errors import MethodNotApplicable
+from stbench.benchmark.isolation import TRACEBACK_LINES
 from stbench.benchmark.sandbox import restrict_writes
 
-TRACEBACK_LINES = 12  # the tail of a traceback kept in the record
 # Environment variables that could point a method at data, results or the tracking store.
 SCRUBBED_PREFIXES = ("STBENCH_", "MLFLOW_", "RAY_ADDRESS")
 

@@ -91,8 +91,6 @@ def cmd_run(args) -> int:
 def cmd_export(args) -> int:
     from pathlib import Path
 
-    import pandas as pd
-
     from stbench.benchmark.store import ResultStore, write_table
 
     if not Path(args.results).is_dir():

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import types
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
@@ -37,6 +37,7 @@ import psutil
 from stbench.benchmark.errors import ContractError
 
 POLL_FAST_S, POLL_SLOW_S = 0.02, 0.1  # fine polling while a cell is young, then cheaper
+TRACEBACK_LINES = 12  # the tail of a traceback kept in the record
 
 _context_lock = threading.Lock()
 _start_lock = threading.Lock()
@@ -153,7 +154,6 @@ class ChildResult:
     output_object: object = None  # the output, already read back as data (see load_output)
     device_name: str = "cpu"
     sandbox: str = "none"
-    extra: dict = field(default_factory=dict)
 
 
 def _rss(proc: psutil.Process) -> int:

@@ -349,7 +349,7 @@ class _Grid:
                     row.update(status="invalid_output", error=str(err))
                 except Exception:  # noqa: BLE001 - a scoring failure is recorded, the grid goes on
                     row.update(status="error", error="scoring failed:\n" + "".join(
-                        traceback.format_exc().splitlines(True)[-isolation_tail():]))
+                        traceback.format_exc().splitlines(True)[-isolation.TRACEBACK_LINES:]))
             row["wall_time_s"] = time.perf_counter() - start
             self.store.record(row, self.invocation, artifacts)
             for a in artifacts:
@@ -367,12 +367,6 @@ class _Grid:
 
     def close(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def isolation_tail() -> int:
-    from stbench.benchmark.child import TRACEBACK_LINES
-
-    return TRACEBACK_LINES
 
 
 def _finite(v) -> float:

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -269,7 +268,3 @@ def write_table(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:
     else:
         raise StbenchError(f"unknown export format {fmt!r}. Expected one of: parquet, csv, md, html")
     return path
-
-
-def json_tag(obj) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
