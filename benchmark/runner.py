@@ -450,6 +450,7 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
                 continue
             problem, pid, path, split_time = grid.problem(cell.problem_key)
             grid.run(cell, keys[cell], problem, pid, path, split_time, claim)
+            path.unlink(missing_ok=True)
         status = "FINISHED"
     except BaseException:
         isolation.kill_active()
@@ -488,16 +489,23 @@ def _run_groups(grid: _Grid, groups, keys, force: bool, jobs: int) -> list[Cell]
             if not claims:
                 continue
             problem, pid, path, split_time = grid.problem(pkey)
-            window.append([pool.submit(grid.run, cell, keys[cell], problem, pid, path, split_time, claim)
-                           for cell, claim in claims.items()])
+            window.append((path, [pool.submit(grid.run, cell, keys[cell], problem, pid, path, split_time, claim)
+                                  for cell, claim in claims.items()]))
             del problem  # the futures hold it until its cells are done
             while len(window) > 1:
-                for f in window.pop(0):
-                    f.result()
-        for futures in window:
-            for f in futures:
-                f.result()
+                _finish(*window.pop(0))
+        for path, futures in window:
+            _finish(path, futures)
     return deferred
+
+
+def _finish(inputs_path: Path, futures) -> None:
+    """Wait for a problem's cells, then drop its input file (it may sit in memory, /dev/shm)."""
+    try:
+        for f in futures:
+            f.result()
+    finally:
+        inputs_path.unlink(missing_ok=True)
 
 
 def metric_columns_for(task_name: str, df: pd.DataFrame) -> list[str]:
