@@ -1,0 +1,85 @@
+"""Leaderboard aggregation on a hand-computed table (golden values)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stbench.leaderboard.aggregate import (long_scores, overall_ranking, rank_stability, scale, seed_summary,
+                                           task_ranking)
+
+
+def _row(task, split, method, seed, status="ok", **metrics):
+    kind = "control" if method.endswith("control") else "baseline"
+    return {"task": task, "split": split, "dataset": "d1", "instance": "i1", "method": method, "seed": seed,
+            "status": status, "method_kind": kind, "uses_truth": method == "positive_control",
+            "uses_true_k": method == "A", **metrics}
+
+
+@pytest.fixture
+def table():
+    d, g = "domain_identification", "gene_imputation"
+    rows = [
+        _row(d, "whole_slice", "negative_control", 0, ari=0.0, nmi=0.1),
+        _row(d, "whole_slice", "negative_control", 1, ari=0.0, nmi=0.1),
+        _row(d, "whole_slice", "positive_control", 0, ari=1.0, nmi=1.0),
+        _row(d, "whole_slice", "positive_control", 1, ari=1.0, nmi=1.0),
+        _row(d, "whole_slice", "A", 0, ari=0.5, nmi=0.55),
+        _row(d, "whole_slice", "A", 1, ari=0.7, nmi=0.55),
+        _row(d, "whole_slice", "B", 0, ari=0.2, nmi=0.28),
+        _row(d, "whole_slice", "B", 1, status="error"),
+        _row(g, "dropout30", "negative_control", 0, mae=2.0),
+        _row(g, "dropout30", "positive_control", 0, mae=0.0),
+        _row(g, "dropout30", "A", 0, mae=1.0),
+        _row(g, "dropout30", "B", 0, mae=2.5),
+        _row(g, "dropout30", "C", 0, status="skipped"),
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_scaled_scores_put_controls_at_0_and_1(table):
+    s = scale(long_scores(table)).set_index(["task", "method", "seed", "metric"])["scaled"]
+    assert s[("domain_identification", "negative_control", 0, "ari")] == 0.0
+    assert s[("domain_identification", "positive_control", 1, "ari")] == 1.0
+    assert s[("domain_identification", "A", 1, "ari")] == pytest.approx(0.7)
+    assert s[("domain_identification", "A", 0, "nmi")] == pytest.approx((0.55 - 0.1) / 0.9)
+    # an error metric: lower raw is better, and the scale still runs from 0 (negative) to 1 (positive)
+    assert s[("gene_imputation", "A", 0, "mae")] == pytest.approx(0.5)
+    assert s[("gene_imputation", "B", 0, "mae")] == pytest.approx(-0.25)  # worse than the negative control
+    # a failed cell counts as 0 on every metric its task reports; a skipped one is not a score
+    assert s[("domain_identification", "B", 1, "ari")] == 0.0 and s[("domain_identification", "B", 1, "nmi")] == 0.0
+    assert "C" not in s.index.get_level_values("method")
+
+
+def test_mean_and_sd_over_seeds(table):
+    summ = seed_summary(scale(long_scores(table))).set_index(["task", "method", "metric"])
+    a = summ.loc[("domain_identification", "A", "ari")]
+    assert a["mean"] == pytest.approx(0.6) and a["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert a["n_seeds"] == 2
+    assert summ.loc[("domain_identification", "B", "ari"), "mean"] == pytest.approx(0.1)
+
+
+def test_task_and_overall_ranks(table):
+    tr = task_ranking(table).set_index(["task", "method"])
+    assert tr.loc[("domain_identification", "A"), ["score", "rank"]].tolist() == pytest.approx([0.6, 1])
+    assert tr.loc[("domain_identification", "B"), ["score", "rank", "failed"]].tolist() == pytest.approx([0.1, 2, 1])
+    assert np.isnan(tr.loc[("domain_identification", "positive_control"), "rank"])  # controls are not ranked
+    assert tr.loc[("gene_imputation", "B"), "score"] == pytest.approx(-0.25)  # unclipped per task
+    assert bool(tr.loc[("domain_identification", "A"), "uses_true_k"])
+    ov = overall_ranking(table).set_index("method")
+    # overall: mean over tasks of clipped task scores
+    assert ov.loc["A", "score"] == pytest.approx((0.6 + 0.5) / 2) and ov.loc["A", "rank"] == 1
+    assert ov.loc["B", "score"] == pytest.approx((0.1 + 0.0) / 2) and ov.loc["B", "rank"] == 2
+    assert ov.loc["B", "failed"] == 1 and ov.loc["C", "skipped"] == 1
+    assert ov.loc["positive_control", "score"] == pytest.approx(1.0)
+
+
+def test_rank_stability_by_bootstrap(table):
+    stab = rank_stability(table, n_boot=50).set_index("method")
+    # A beats B on every seed of every dataset: every resample keeps the order
+    assert stab.loc["A", "same_rank_share"] == 1.0 and stab.loc["B", "same_rank_share"] == 1.0
+    close = table.copy()
+    close.loc[(close["method"] == "B") & (close["seed"] == 1), ["status", "ari", "nmi"]] = ["ok", 0.9, 0.6]
+    close.loc[close["method"] == "B", "mae"] = 1.0
+    stab = rank_stability(close, n_boot=200).set_index("method")
+    # now A and B trade places depending on which seeds are drawn
+    assert 0.1 < stab.loc["A", "same_rank_share"] < 0.95 and stab.loc["A", "rank_hi"] == 2
