@@ -19,6 +19,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tasks", nargs="+", help="task names (default: all)")
     run.add_argument("--splits", nargs="+", help="split names (default: every split of each task)")
     run.add_argument("--methods", nargs="+", help="method names (default: every control and baseline); "
+                     "NAME:key=value,... runs a parameter variant (its parameters are part of its cache key); "
                      "the controls always run, they anchor the scaled scores")
     run.add_argument("--datasets", nargs="+", help="registered dataset names (default: synthetic)")
     run.add_argument("--dataset-file", help="run the applicable tasks on your own .h5ad (SPEC 2.1)")
@@ -37,6 +38,13 @@ def _build_parser() -> argparse.ArgumentParser:
                      "'stbench[ray]')")
     run.add_argument("--jobs", type=int, default=1, help="cells run at once (default 1)")
     run.add_argument("--address", help="Ray cluster address for --executor ray (default: a local cluster)")
+
+    cmp = sub.add_parser("compare", help="compare two method versions, variants, runs or results files")
+    cmp.add_argument("a", help="baseline side: NAME, NAME@VERSION, NAME:key=value,..., run:<id>, or a results file")
+    cmp.add_argument("b", help="candidate side, same forms")
+    cmp.add_argument("--results", default="stbench-results", help="results folder the names refer to")
+    cmp.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a primary metric regressed")
+    cmp.add_argument("--markdown", help="also write the comparison as Markdown (for a CI comment) to this file")
 
     exp = sub.add_parser("export", help="write the results table of a results folder")
     exp.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
@@ -57,18 +65,27 @@ def cmd_run(args) -> int:
     from stbench.datasets.loading import load_user_dataset
     from stbench.methods import get_method
 
-    methods = None
+    from stbench.leaderboard.compare import parse_variant
+
+    methods, method_params = None, {}
     if args.methods:
-        methods = list(dict.fromkeys(["negative_control", "positive_control"] + args.methods))
-        for m in methods:
-            get_method(m)
+        names = []
+        for text in args.methods:
+            name, params = parse_variant(text)
+            get_method(name)
+            if name in method_params and method_params[name] != params:
+                raise StbenchError(f"method {name!r} is given twice with different parameters; Expected: one "
+                                   "variant of a method per run")
+            method_params[name] = params
+            names.append(name)
+        methods = list(dict.fromkeys(["negative_control", "positive_control"] + names))
     user = [load_user_dataset(args.dataset_file, args.label_key or None)] if args.dataset_file else None
     start = time.perf_counter()
     report = run_benchmark(tasks=args.tasks, methods=methods or default_methods(), datasets=args.datasets,
                            seeds=args.seeds, splits=args.splits, data_dir=args.data_dir, user_datasets=user,
                            results_dir=args.results, executor=args.executor, jobs=args.jobs,
                            timeout=args.timeout, memory=args.memory, force=args.force, address=args.address,
-                           progress=not args.quiet)
+                           progress=not args.quiet, method_params=method_params)
     total = time.perf_counter() - start
     if report.results.empty:
         print("no cell to run: no selected task declares the selected datasets", file=sys.stderr)
@@ -85,6 +102,27 @@ def cmd_run(args) -> int:
               f"{t['scoring']:.1f} s, harness {t['harness']:.1f} s, worker start {t['startup']:.1f} s")
     print(f"results: {report.path} and {report.path.with_suffix('.csv')}; MLflow runs in "
           f"{os.environ.get('MLFLOW_TRACKING_URI') or report.path.parent / 'mlflow.db'}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from stbench.leaderboard.compare import compare, select
+
+    table = None
+    if Path(args.results).is_dir() and (Path(args.results) / "results.parquet").is_file():
+        table = pd.read_parquet(Path(args.results) / "results.parquet")
+    result = compare(select(args.a, table), select(args.b, table))
+    md = result.markdown(args.a, args.b)
+    print(md)
+    if args.markdown:
+        Path(args.markdown).write_text(md)
+    if args.fail_on_regression and result.regressed_primary:
+        print("a primary metric regressed (--fail-on-regression)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -154,7 +192,8 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = _build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "splits": cmd_splits, "export": cmd_export}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "splits": cmd_splits, "export": cmd_export,
+                "compare": cmd_compare}[args.command](args)
     except StbenchError as err:
         print(f"stbench: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,55 @@
+"""stbench compare: verdicts on hand-made tables, and end to end on a weakened variant."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stbench.benchmark.errors import StbenchError
+from stbench.leaderboard.compare import compare, parse_variant
+
+
+def _side(method, values, seeds=(0, 1, 2), metric="mae"):
+    return pd.DataFrame([{"task": "gene_imputation", "split": "dropout30", "dataset": "d", "instance": "i",
+                          "seed": s, "method": method, "status": "ok", metric: v}
+                         for s, v in zip(seeds, values)])
+
+
+def test_paired_t_interval_and_verdicts():
+    a = _side("m", [1.0, 2.0, 3.0])
+    worse = compare(a, _side("m", [1.5, 2.4, 3.6])).table.iloc[0]  # MAE up: worse
+    d = -np.array([0.5, 0.4, 0.6])
+    half = 4.302652729911275 * d.std(ddof=1) / np.sqrt(3)  # t(0.975, 2)
+    assert worse["diff"] == pytest.approx(-0.5) and worse["lo"] == pytest.approx(d.mean() - half)
+    assert worse["verdict"] == "regressed" and bool(worse["primary"])
+    assert compare(a, _side("m", [0.5, 1.6, 2.4])).table.iloc[0]["verdict"] == "improved"
+    assert compare(a, _side("m", [1.2, 1.9, 3.1])).table.iloc[0]["verdict"] == "within noise"
+    # disjoint seed sets: paired on seed means, and said so
+    c = compare(a, _side("m", [1.1, 2.0, 2.9], seeds=(3, 4, 5)))
+    assert c.pairing == "seed means" and c.n_pairs == 1 and c.table.iloc[0]["verdict"] == "within noise"
+
+
+def test_variant_syntax():
+    assert parse_variant("knn_interpolation:k=1,weights=distance") == ("knn_interpolation",
+                                                                        {"k": 1, "weights": "distance"})
+    assert parse_variant("icp") == ("icp", {})
+    with pytest.raises(StbenchError, match="is not key=value"):
+        parse_variant("icp:iterations")
+
+
+def test_compare_cli_weakened_variant_regresses(tmp_path, capsys):
+    from stbench.benchmark.cli import main
+
+    common = ["--tasks", "spatial_imputation", "--splits", "random20", "--seeds", "0", "1", "--results",
+              str(tmp_path), "--quiet"]
+    assert main(["run", "--methods", "knn_interpolation"] + common) == 0
+    assert main(["run", "--methods", "knn_interpolation:k=1"] + common) == 0
+    table = pd.read_parquet(tmp_path / "results.parquet")
+    assert table["params"][table["method"] == "knn_interpolation"].nunique() == 2  # two identities, two keys
+    capsys.readouterr()
+    args = ["compare", "knn_interpolation", "knn_interpolation:k=1", "--results", str(tmp_path),
+            "--markdown", str(tmp_path / "cmp.md")]
+    assert main(args + ["--fail-on-regression"]) == 1
+    out = capsys.readouterr().out
+    assert "| spatial_imputation | cosine (primary)" in out and "**regressed**" in out
+    assert main(args) == 0  # without the flag a regression is reported, not fatal
+    assert (tmp_path / "cmp.md").read_text().startswith("### stbench compare")
