@@ -1,1 +1,2 @@
-"""Leaderboard: aggregation of the results table and the Streamlit app (engine issue)."""
+"""Leaderboard: aggregation of the results table (``aggregate``) and regression
+comparison (``compare``); the Streamlit app is still to come (leaderboard issue)."""
