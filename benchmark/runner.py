@@ -22,6 +22,7 @@ it is for unit tests and debugging, never for published results.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -44,6 +45,7 @@ import pandas as pd
 from stbench.benchmark import isolation
 from stbench.benchmark.errors import ContractError, MethodNotApplicable, StbenchError, UnknownNameError
 from stbench.benchmark.provenance import git_commit, library_versions
+from stbench.benchmark.store import DONE, FAILED, ResultStore
 from stbench.datasets.loading import Dataset, load_dataset
 from stbench.datasets.registry import get_dataset_spec
 from stbench.methods import METHODS, Method, RunContext, get_method
@@ -53,7 +55,6 @@ from stbench.tasks.metrics import METRICS
 ID_COLUMNS = ["run_id", "task", "split", "dataset", "instance", "method", "seed"]
 # Seconds a cell may run before it is killed, by method kind (``--timeout`` overrides).
 DEFAULT_TIMEOUT_S = {"control": 15 * 60, "baseline": 60 * 60, "seed": 6 * 60 * 60, "peer": 6 * 60 * 60}
-FAILED = ("error", "timeout", "oom", "invalid_output")
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def method_reference(method: Method) -> str:
                        "Expected: register it (entry point stbench.methods) or define it at module level")
 
 
+@functools.lru_cache(maxsize=1)
 def _cuda_available() -> bool:
     try:
         import torch
@@ -388,8 +390,6 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
     ``memory`` (bytes or "8G") apply per cell; by default the timeout depends on
     the method's kind and the memory ceiling is 80 % of RAM shared by ``jobs``.
     """
-    from stbench.benchmark.store import ResultStore
-
     start_all = time.perf_counter()
     tasks = list(tasks or TASKS)
     for t in tasks:
@@ -433,7 +433,7 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
         recorded = {} if force else store.statuses()
         groups: OrderedDict[tuple, list[Cell]] = OrderedDict()
         for cell in cells:
-            if recorded.get(keys[cell], set()) & {"ok", "skipped"}:
+            if recorded.get(keys[cell], set()) & set(DONE):
                 report.cached += 1
                 bar.done("cached")
             else:
@@ -459,8 +459,8 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
     finally:
         bar.close()
         grid.close()
-        report.path = store.export()
-        table = pd.read_parquet(report.path)
+        table = store.export()
+        report.path = store.results_path
         report.results = table[table["cell_key"].isin(set(keys.values()))].reset_index(drop=True)
         n_failed = int(report.results["status"].isin(FAILED).sum()) if len(report.results) else 0
         store.end_invocation(invocation, {"cells": len(cells), "executed": report.executed,

@@ -36,6 +36,7 @@ from stbench.benchmark.errors import StbenchError
 EXPERIMENT = "stbench"
 STATUSES = ("ok", "skipped", "error", "timeout", "oom", "invalid_output")
 DONE = ("ok", "skipped")  # cached: not re-run without --force
+FAILED = ("error", "timeout", "oom", "invalid_output")  # recorded, counted, retried on the next run
 
 # The results table: identity, then what describes the cell; every other column is a float score.
 PARAM_COLUMNS = ["task", "split", "dataset", "instance", "method", "seed", "params"]
@@ -199,21 +200,20 @@ class ResultStore:
             if not token:
                 return runs
 
-    def statuses(self, keys=None) -> dict[str, set[str]]:
-        """cell key -> the statuses it has been recorded with (finished runs only)."""
-        out: dict[str, set[str]] = {}
-        if keys is not None and len(keys) == 1:
-            flt = f"tags.record = 'cell' and attributes.status = 'FINISHED' and tags.cell_key = '{keys[0]}'"
-        else:
-            flt = "tags.record = 'cell' and attributes.status = 'FINISHED'"
+    def statuses(self, key: str | None = None) -> dict[str, set[str]]:
+        """cell key -> the statuses it has been recorded with (finished runs; one key or all)."""
+        flt = "tags.record = 'cell' and attributes.status = 'FINISHED'"
+        if key is not None:
+            flt += f" and tags.cell_key = '{key}'"
         with self.lock():  # a read never meets another runner's half-done write
             runs = self._search(flt)
+        out: dict[str, set[str]] = {}
         for run in runs:
             out.setdefault(run.data.tags.get("cell_key", ""), set()).add(run.data.tags.get("status", ""))
         return out
 
     def is_done(self, key: str) -> bool:
-        return bool(self.statuses([key]).get(key, set()) & set(DONE))
+        return bool(self.statuses(key).get(key, set()) & set(DONE))
 
     def table(self) -> pd.DataFrame:
         """Every recorded cell, one row per cell key, schema-checked."""
@@ -240,18 +240,21 @@ class ResultStore:
         df = df[order].sort_values(["task", "dataset", "instance", "split", "seed", "method"])
         return check_schema(df.reset_index(drop=True))
 
-    def export(self, df: pd.DataFrame | None = None) -> Path:
-        """Write DIR/results.parquet and results.csv from the record, atomically."""
+    @property
+    def results_path(self) -> Path:
+        return self.dir / "results.parquet"
+
+    def export(self, df: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Write DIR/results.parquet and results.csv from the record, atomically; return the table."""
         with self.lock():
             df = self.table() if df is None else check_schema(df)
-            path = self.dir / "results.parquet"
             tmp = self.dir / ".results.parquet.tmp"
             df.to_parquet(tmp, index=False)
-            tmp.replace(path)
+            tmp.replace(self.results_path)
             tmp_csv = self.dir / ".results.csv.tmp"
             df.to_csv(tmp_csv, index=False)
             tmp_csv.replace(self.dir / "results.csv")
-        return path
+        return df
 
 
 def write_table(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:

@@ -25,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from stbench.benchmark.store import FAILED
 from stbench.tasks import get_task
 from stbench.tasks.metrics import METRICS
 
-FAILED = ("error", "timeout", "oom", "invalid_output")
 CELL = ["task", "split", "dataset", "instance", "method", "seed"]
 
 
@@ -101,9 +101,12 @@ def method_info(table: pd.DataFrame) -> pd.DataFrame:
     return info
 
 
-def task_ranking(table: pd.DataFrame) -> pd.DataFrame:
-    """Per task: score (mean scaled primary metric), rank (controls unranked), failed cells, flags."""
-    scores = task_scores(scale(long_scores(table)))
+def task_ranking(table: pd.DataFrame, scaled: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per task: score (mean scaled primary metric), rank (controls unranked), failed cells, flags.
+
+    ``scaled`` (``scale(long_scores(table))``) may be passed in when the caller has it already.
+    """
+    scores = task_scores(scale(long_scores(table)) if scaled is None else scaled)
     kinds = table.groupby("method")["method_kind"].first()
     scores["rank"] = _rank(scores, ["task"], kinds)
     failed = table[table["status"].isin(FAILED)].groupby(["task", "method"]).size().rename("failed")
@@ -113,9 +116,9 @@ def task_ranking(table: pd.DataFrame) -> pd.DataFrame:
     return scores.sort_values(["task", "rank", "score"], ascending=[True, True, False]).reset_index(drop=True)
 
 
-def overall_ranking(table: pd.DataFrame) -> pd.DataFrame:
+def overall_ranking(table: pd.DataFrame, scaled: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per method: mean over the tasks it solves of its clipped task score, then rank."""
-    per_task = task_scores(scale(long_scores(table)), clip=True)
+    per_task = task_scores(scale(long_scores(table)) if scaled is None else scaled, clip=True)
     overall = per_task.groupby("method")["score"].agg(score="mean", tasks="size").reset_index()
     kinds = table.groupby("method")["method_kind"].first()
     overall["rank"] = _rank(overall.assign(all=1), ["all"], kinds)
@@ -138,7 +141,7 @@ def rank_stability(table: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> pd.
     unit = prim.groupby(["task", "split", "dataset", "method", "seed"])["scaled"].mean().reset_index()
     kinds = table.groupby("method")["method_kind"].first()
     unit = unit[~unit["method"].map(kinds).eq("control")]
-    observed = overall_ranking(table).set_index("method")["rank"].dropna()
+    observed = overall_ranking(table, scaled).set_index("method")["rank"].dropna()
     rng = np.random.default_rng(seed)
     groups = unit[["task", "split"]].drop_duplicates().itertuples(index=False)
     groups = list(groups)
