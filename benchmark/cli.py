@@ -1,4 +1,4 @@
-"""The ``stbench`` command line: ``stbench run`` and ``stbench list``."""
+"""The ``stbench`` command line: run, compare, export, leaderboard, list, splits."""
 
 from __future__ import annotations
 
@@ -46,10 +46,20 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a primary metric regressed")
     cmp.add_argument("--markdown", help="also write the comparison as Markdown (for a CI comment) to this file")
 
-    exp = sub.add_parser("export", help="write the results table of a results folder")
+    exp = sub.add_parser("export", help="publish the leaderboard tables (md, html, csv) or the raw results table")
     exp.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
-    exp.add_argument("--format", choices=["parquet", "csv", "md", "html"], default="csv")
+    exp.add_argument("--format", choices=["md", "html", "csv", "parquet"], default="md",
+                     help="md / html: one document with the overview and one table per task; csv: one file "
+                     "per table (the overview in -o, the others beside it); parquet: the raw results table")
+    exp.add_argument("--raw", action="store_true", help="write the raw results table (one row per cell) "
+                     "instead of the leaderboard tables")
     exp.add_argument("-o", "--output", required=True, help="file to write")
+
+    lb = sub.add_parser("leaderboard", help="serve the Streamlit leaderboard of a results folder")
+    lb.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
+    lb.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    lb.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
+                    "0.0.0.0 to share it on the network)")
 
     spl = sub.add_parser("splits", help="check the split hashes against the committed manifest")
     spl.add_argument("--data-dir", help="folder of the real .h5ad files")
@@ -126,18 +136,48 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def cmd_export(args) -> int:
+def _results_folder(path: str):
     from pathlib import Path
 
-    from stbench.benchmark.store import ResultStore, write_table
-
-    if not Path(args.results).is_dir():
-        raise StbenchError(f"results folder {args.results!r} does not exist. Expected: the --results folder "
+    if not Path(path).is_dir():
+        raise StbenchError(f"results folder {path!r} does not exist. Expected: the --results folder "
                            "of an earlier stbench run")
-    table = ResultStore(args.results).table()
-    path = write_table(table, args.output, args.format)
-    print(f"wrote {len(table)} cells to {path} ({args.format})")
+    return Path(path)
+
+
+def cmd_export(args) -> int:
+    from stbench.benchmark.store import ResultStore, write_table
+    from stbench.leaderboard.tables import Board, load_results, published_tables, write_published
+
+    results = _results_folder(args.results)
+    if args.raw or args.format == "parquet":
+        table = ResultStore(results).table()
+        path = write_table(table, args.output, args.format)
+        print(f"wrote {len(table)} cells to {path} ({args.format})")
+        return 0
+    table, catalog = load_results(results)
+    tables = published_tables(Board(table, catalog))
+    paths = write_published(tables, args.output, args.format, title=f"stbench leaderboard ({results})")
+    print(f"wrote the leaderboard of {len(table)} cells ({', '.join(tables)}) to {', '.join(map(str, paths))}")
     return 0
+
+
+def cmd_leaderboard(args) -> int:
+    import subprocess
+
+    from stbench.leaderboard import APP_SCRIPT, RESULTS_ENV
+    from stbench.leaderboard.tables import load_results
+
+    results = _results_folder(args.results)
+    load_results(results)  # a clear error here rather than a red box in the browser
+    env = {**os.environ, RESULTS_ENV: str(results.resolve()), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.headless", "true",
+           "--server.port", str(args.port), "--server.address", args.address]
+    print(f"stbench leaderboard of {results} at http://{args.address}:{args.port} (Ctrl-C stops it)")
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_list(args) -> int:
@@ -193,7 +233,7 @@ def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         return {"run": cmd_run, "list": cmd_list, "splits": cmd_splits, "export": cmd_export,
-                "compare": cmd_compare}[args.command](args)
+                "compare": cmd_compare, "leaderboard": cmd_leaderboard}[args.command](args)
     except StbenchError as err:
         print(f"stbench: error: {err}", file=sys.stderr)
         return 2

@@ -459,6 +459,10 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
     finally:
         bar.close()
         grid.close()
+        store.update_catalog({m.name: m.metadata() for m in methods},
+                             {n: {"platform": d.platform, "organism": d.organism, "tissue": d.tissue,
+                                  "version": d.version, "paper": d.source.get("paper", "")}
+                              for n, d in specs.items()})
         table = store.export()
         report.path = store.results_path
         report.results = table[table["cell_key"].isin(set(keys.values()))].reset_index(drop=True)

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ SCHEMA: dict[str, str] = {
 TAG_COLUMNS = [c for c, t in SCHEMA.items() if c not in PARAM_COLUMNS and t in ("string", "bool")
                and c not in ("run_id", "mlflow_run_id", "attempts", "finished_at")]
 MAX_TAG = 7000
+CATALOG = "catalog.json"  # method and dataset metadata beside the results table
 
 
 class SchemaError(StbenchError):
@@ -244,6 +246,21 @@ class ResultStore:
     def results_path(self) -> Path:
         return self.dir / "results.parquet"
 
+    @property
+    def catalog_path(self) -> Path:
+        return self.dir / CATALOG
+
+    def update_catalog(self, methods: dict[str, dict], datasets: dict[str, dict]) -> None:
+        """Merge what the leaderboard shows about methods and datasets (paper, code, deviations,
+        platform) into DIR/catalog.json, so that the app never imports an adapter to show it."""
+        with self.lock():
+            catalog = read_catalog(self.dir)
+            catalog["methods"].update(methods)
+            catalog["datasets"].update(datasets)
+            tmp = self.dir / ".catalog.json.tmp"
+            tmp.write_text(json.dumps(catalog, indent=1, sort_keys=True, default=str))
+            tmp.replace(self.catalog_path)
+
     def export(self, df: pd.DataFrame | None = None) -> pd.DataFrame:
         """Write DIR/results.parquet and results.csv from the record, atomically; return the table."""
         with self.lock():
@@ -255,6 +272,13 @@ class ResultStore:
             df.to_csv(tmp_csv, index=False)
             tmp_csv.replace(self.dir / "results.csv")
         return df
+
+
+def read_catalog(results_dir: str | Path) -> dict:
+    """DIR/catalog.json as {"methods": {name: metadata}, "datasets": {name: metadata}} (empty when absent)."""
+    path = Path(results_dir) / CATALOG
+    catalog = json.loads(path.read_text()) if path.is_file() else {}
+    return {"methods": catalog.get("methods", {}), "datasets": catalog.get("datasets", {})}
 
 
 def write_table(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:

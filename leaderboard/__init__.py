@@ -1,2 +1,9 @@
-"""Leaderboard: aggregation of the results table (``aggregate``) and regression
-comparison (``compare``); the Streamlit app is still to come (leaderboard issue)."""
+"""Leaderboard (SPEC §8, §9): aggregation of the results table (``aggregate``, pure
+functions), the published tables (``tables``: shown by the app, written by
+``stbench export``), regression comparison (``compare``) and the Streamlit app
+(``app.py``, served by ``stbench leaderboard``)."""
+
+from pathlib import Path
+
+APP_SCRIPT = Path(__file__).with_name("app.py")
+RESULTS_ENV = "STBENCH_LEADERBOARD_RESULTS"  # the results folder `stbench leaderboard --results` serves

@@ -27,8 +27,7 @@ import numpy as np
 import pandas as pd
 
 from stbench.benchmark.errors import StbenchError
-from stbench.tasks import get_task
-from stbench.tasks.metrics import METRICS
+from stbench.leaderboard.aggregate import metric_columns, primary_metrics
 
 PAIR = ["task", "split", "dataset", "instance", "seed"]
 
@@ -116,13 +115,16 @@ def _one_method(side: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
     from scipy import stats
 
+    from stbench.tasks.metrics import METRICS  # directions; imported here, not by the leaderboard app at start
+
     a, b = _one_method(a, b), _one_method(b, a)
     for side, name in ((a, "A"), (b, "B")):
         if side.duplicated(PAIR + ["method"]).any():
             raise StbenchError(f"side {name} holds one method with several parameter sets; Expected: select one "
                                "variant (NAME:key=value) or one version (NAME@VERSION)")
     keys = PAIR + (["method"] if a["method"].nunique() > 1 and b["method"].nunique() > 1 else [])
-    metrics = [m for m in METRICS if m in a.columns and m in b.columns]
+    metrics = [m for m in metric_columns(a) if m in b.columns and m in METRICS]
+    primaries = {**primary_metrics(b), **primary_metrics(a)}
     pairing = "cells"
     merged = a[keys + metrics].merge(b[keys + metrics], on=keys, suffixes=("_a", "_b"))
     if merged.empty:  # disjoint seed sets: pair each instance's seed means
@@ -134,7 +136,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
         raise StbenchError("A and B share no (task, split, dataset, instance): nothing to compare")
     rows = []
     for task, part in merged.groupby("task"):
-        primary = get_task(task).primary_metric
+        primary = primaries.get(task)
         for m in metrics:
             pa, pb = part[f"{m}_a"].to_numpy(float), part[f"{m}_b"].to_numpy(float)
             ok = np.isfinite(pa) & np.isfinite(pb)

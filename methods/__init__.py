@@ -65,6 +65,13 @@ class Method:
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.solvers)
 
+    def metadata(self) -> dict:
+        """What the leaderboard shows about this method (everything but the solver functions)."""
+        return {"label": self.label, "kind": self.kind, "version": self.version, "summary": self.summary,
+                "paper": self.paper, "paper_url": self.paper_url, "code_url": self.code_url, "gpu": self.gpu,
+                "uses_truth": self.uses_truth, "uses_true_k": self.uses_true_k, "params": dict(self.params),
+                "deviations": self.deviations, "tasks": list(self.tasks)}
+
     def solves(self, *task_names: str):
         """Decorator: ``fn(inputs, ctx) -> output`` solves these tasks."""
 

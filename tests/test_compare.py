@@ -10,7 +10,7 @@ from stbench.leaderboard.compare import compare, parse_variant
 
 def _side(method, values, seeds=(0, 1, 2), metric="mae"):
     return pd.DataFrame([{"task": "gene_imputation", "split": "dropout30", "dataset": "d", "instance": "i",
-                          "seed": s, "method": method, "status": "ok", metric: v}
+                          "seed": s, "method": method, "status": "ok", "primary_metric": "mae", metric: v}
                          for s, v in zip(seeds, values)])
 
 

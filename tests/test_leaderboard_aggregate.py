@@ -11,7 +11,7 @@ from stbench.leaderboard.aggregate import (long_scores, overall_ranking, rank_st
 def _row(task, split, method, seed, status="ok", **metrics):
     kind = "control" if method.endswith("control") else "baseline"
     return {"task": task, "split": split, "dataset": "d1", "instance": "i1", "method": method, "seed": seed,
-            "status": status, "method_kind": kind, "uses_truth": method == "positive_control",
+            "status": status, "primary_metric": {"domain_identification": "ari"}.get(task, "mae"), "method_kind": kind, "uses_truth": method == "positive_control",
             "uses_true_k": method == "A", **metrics}
 
 

@@ -1,0 +1,320 @@
+"""The stbench leaderboard (SPEC §8), a Streamlit script: ``stbench leaderboard --results DIR``.
+
+Pages: **Overview** (overall ranking, score per task, rank stability),
+**Tasks** (per-task table, raw or scaled, mean ± sd over seeds; score bars
+with error bars; accuracy vs runtime and vs peak memory with the Pareto
+front; spatial maps of truth vs prediction), **Methods** (paper, code,
+versions, parameters, deviations, failed cells with their reason) and
+**Regression** (two recorded versions or variants of a method, compared cell
+by cell as ``stbench compare`` does).
+
+Why it is built this way: the app reads ``DIR/results.parquet`` and
+``DIR/catalog.json`` once (cached, keyed on the files' modification times), not
+MLflow per page, so a page renders in well under a second; every number comes
+from ``leaderboard/tables.py``, the code ``stbench export`` publishes with; and
+it imports no adapter and executes nothing a submission contains: it shows
+recorded numbers, metadata and PNG artifacts inside the results folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from stbench.benchmark.errors import StbenchError
+from stbench.leaderboard import RESULTS_ENV
+from stbench.leaderboard.tables import (Board, cell_count, failed_cells, filter_cells, load_results,
+                                        variants)
+
+PAGES = ("Overview", "Tasks", "Methods", "Regression")
+SCALE_NOTE = ("Scaled scores: negative control = 0, positive control = 1, per task, split, dataset and metric "
+              "(a method can fall below 0 or rise above 1). A failed cell counts 0. The task score is the mean "
+              "scaled primary metric over splits and datasets; the overall score is the mean over the tasks a "
+              "method solves of its task scores clipped to [0, 1]. Controls are shown, not ranked.")
+
+
+# ---------------------------------------------------------------- data (read once, cached)
+
+def _stamp(results_dir: Path) -> tuple:
+    """Modification times of the files the app reads: a new `stbench run` invalidates the cache."""
+    return tuple(p.stat().st_mtime_ns if p.is_file() else 0
+                 for p in (results_dir / "results.parquet", results_dir / "catalog.json"))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _load(results_dir: str, stamp: tuple) -> tuple[pd.DataFrame, dict]:
+    return load_results(results_dir)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _board(results_dir: str, stamp: tuple, tasks: tuple, datasets: tuple, platforms: tuple) -> Board:
+    table, catalog = _load(results_dir, stamp)
+    return Board(filter_cells(table, tasks, datasets, platforms), catalog)
+
+
+def _number_columns(df: pd.DataFrame) -> dict:
+    return {c: st.column_config.NumberColumn(c, format="%.3f") for c in df.columns
+            if pd.api.types.is_float_dtype(df[c]) and c != "rank"}
+
+
+def _show_table(df: pd.DataFrame, key: str) -> None:
+    st.dataframe(df, hide_index=True, width="stretch", column_config=_number_columns(df), key=key)
+
+
+def _query_choice(label: str, options: list, param: str, container=st, **kwargs):
+    """A selectbox whose choice is mirrored in the URL (?param=value), so a page can be linked."""
+    wanted = st.query_params.get(param)
+    index = options.index(wanted) if wanted in options else 0
+    choice = container.selectbox(label, options, index=index, key=f"choice_{param}", **kwargs)
+    st.query_params[param] = choice
+    return choice
+
+
+# ---------------------------------------------------------------- pages
+
+def overview_page(board: Board, shown: list[str]) -> None:
+    st.header("Overview")
+    st.caption(SCALE_NOTE)
+    table = board.overview(shown)
+    _show_table(table, "overview_table")
+    st.caption("rank range (95%) and same rank (%): bootstrap over datasets (within each task and split) and "
+               "seeds, 200 resamples. uses true k: the method was given the true number of domains.")
+    ranked = table.dropna(subset=["overall"])
+    if len(ranked):
+        chart = alt.Chart(ranked).mark_bar().encode(
+            x=alt.X("overall:Q", title="overall score (mean of clipped task scores)", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("method:N", sort="-x"), color=alt.Color("kind:N"),
+            tooltip=["method", "kind", alt.Tooltip("overall:Q", format=".3f"), "tasks"])
+        st.altair_chart(chart, width="stretch")
+    failed = failed_cells(board.table)
+    with st.expander(f"Failed cells: {len(failed)}"):
+        if len(failed):
+            _show_table(failed, "overview_failed")
+        else:
+            st.write("No cell failed.")
+
+
+def task_page(board: Board, shown: list[str], results_dir: Path) -> None:
+    task = _query_choice("Task", board.tasks, "task")
+    st.header(f"Task: {task}")
+    left, right = st.columns(2)
+    metrics = board.metrics(task)
+    metric = left.selectbox("Metric", metrics, index=0, key="task_metric",
+                            help=f"the primary metric of {task} is {metrics[0]}")
+    value = right.radio("Values", ["scaled", "raw"], horizontal=True, key="task_value",
+                        help="scaled: negative control = 0, positive control = 1; raw: the metric itself")
+    st.caption(f"Mean over seeds (±sd columns) of {metric} ({value}) per dataset · split; task score and rank: "
+               f"scaled primary metric ({metrics[0]}). Click a column header to sort.")
+    _show_table(board.task_table(task, metric, value, shown), "task_table")
+
+    points = board.cost_vs_score(task)
+    points = points[points["method"].isin(shown)]
+    if points.empty:
+        st.info("No ranked method has a score on this task with the current filters.")
+    else:
+        st.subheader("Task score with error bars (sd over seeds)")
+        st.altair_chart(_score_bars(points), width="stretch")
+        st.subheader("Accuracy vs cost")
+        tab_time, tab_mem = st.tabs(["vs runtime", "vs peak memory"])
+        tab_time.altair_chart(_pareto_chart(points, "time_method_s", "method time per cell (s, log)",
+                                            "pareto (time)"), width="stretch")
+        tab_mem.altair_chart(_pareto_chart(points, "peak_rss_mb", "peak resident memory per cell (MB, log)",
+                                           "pareto (memory)"), width="stretch")
+        st.caption("The line joins the Pareto front: methods no other method beats on both cost and score.")
+    _spatial_maps(board, task, shown, results_dir)
+
+
+def _score_bars(points: pd.DataFrame) -> alt.Chart:
+    pts = points.assign(lo=points["mean"] - points["sd"], hi=points["mean"] + points["sd"])
+    base = alt.Chart(pts).encode(y=alt.Y("method:N", sort=alt.EncodingSortField("mean", order="descending")))
+    bars = base.mark_bar().encode(x=alt.X("mean:Q", title="task score (scaled)"), color="kind:N",
+                                  tooltip=["method", alt.Tooltip("mean:Q", format=".3f"),
+                                           alt.Tooltip("sd:Q", format=".3f"), "n_seeds"])
+    return bars + base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q")
+
+
+def _pareto_chart(points: pd.DataFrame, cost: str, title: str, front: str) -> alt.Chart:
+    pts = points[points[cost] > 0]
+    dots = alt.Chart(pts).mark_circle(size=90).encode(
+        x=alt.X(f"{cost}:Q", title=title, scale=alt.Scale(type="log")),
+        y=alt.Y("mean:Q", title="task score (scaled)"), color="kind:N",
+        tooltip=["method", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip(f"{cost}:Q", format=".3g"), "device"])
+    line = alt.Chart(pts[pts[front]].sort_values(cost)).mark_line(color="gray", strokeDash=[4, 3]).encode(
+        x=f"{cost}:Q", y="mean:Q")
+    labels = dots.mark_text(align="left", dx=7).encode(text="method:N")
+    return line + dots + labels
+
+
+def _artifact_path(uri: str, results_dir: Path) -> Path | None:
+    """The local PNG a cell's artifact URI names, only when it lies inside the results folder."""
+    if not uri:
+        return None
+    parsed = urlparse(uri)
+    path = Path(unquote(parsed.path)) if parsed.scheme in ("file", "") else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        path.resolve().relative_to(results_dir.resolve())
+    except ValueError:
+        return None
+    return path
+
+
+def _spatial_maps(board: Board, task: str, shown: list[str], results_dir: Path) -> None:
+    cells = board.table[(board.table["task"] == task) & (board.table["status"] == "ok")
+                        & (board.table["artifact"] != "")]
+    st.subheader("Spatial maps: truth vs prediction")
+    if cells.empty:
+        st.info("No spatial map was recorded for this task (integration has none; cells recorded on a remote "
+                "MLflow server keep theirs there).")
+        return
+    cols = st.columns(4)
+    problem = cols[0].selectbox("Dataset · split", sorted((cells["dataset"] + " · " + cells["split"]).unique()),
+                                key="map_problem")
+    dataset, split = problem.split(" · ")
+    cells = cells[(cells["dataset"] == dataset) & (cells["split"] == split)]
+    instance = cols[1].selectbox("Slice", sorted(cells["instance"].unique()), key="map_instance")
+    seed = cols[2].selectbox("Seed", sorted(cells["seed"].unique()), key="map_seed")
+    cells = cells[(cells["instance"] == instance) & (cells["seed"] == seed)]
+    options = [m for m in board.task_table(task, methods=shown)["method"] if m in set(cells["method"])]
+    chosen = cols[3].multiselect("Methods", options, default=options[:2], key="map_methods")
+    for method, col in zip(chosen, st.columns(max(1, len(chosen)))):
+        uri = cells.loc[cells["method"] == method, "artifact"].iloc[0]
+        path = _artifact_path(uri, results_dir)
+        if path is None:
+            col.warning(f"{method}: the map {uri!r} is not a file inside {results_dir}")
+        else:
+            col.image(str(path), caption=f"{method} · {dataset} {instance} · seed {seed}")
+
+
+def method_page(board: Board, catalog: dict) -> None:
+    methods = sorted(board.table["method"].unique())
+    method = _query_choice("Method", methods, "method")
+    base = board.table.loc[board.table["method"] == method, "base_method"].iloc[0]
+    meta = catalog["methods"].get(base, {})
+    info = board.methods.loc[method]
+    st.header(f"Method: {method}")
+    if meta.get("summary"):
+        st.write(meta["summary"])
+    recorded = sorted(board.table.loc[board.table["base_method"] == base, "method_version"].unique())
+    flags = [f for f, on in (("uses the true k", info["uses_true_k"]), ("uses the truth (control)",
+                                                                        info["uses_truth"])) if on]
+    facts = {"kind": info["kind"], "versions recorded": ", ".join(recorded),
+             "GPU-capable": "yes" if meta.get("gpu") else "no", "ran on": info["device"],
+             "flags": ", ".join(flags) or "none",
+             "cells": f"{info['cells']} ({info['failed']} failed, {info['skipped']} skipped)"}
+    st.table(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}).set_index(""))
+    paper = meta.get("paper") or ""
+    if paper or meta.get("paper_url"):
+        st.markdown(f"**Paper:** {paper} {'[link](' + meta['paper_url'] + ')' if meta.get('paper_url') else ''}")
+    if meta.get("code_url"):
+        st.markdown(f"**Code:** [{meta['code_url']}]({meta['code_url']})")
+    if not meta:
+        st.info("No metadata for this method in catalog.json (written by `stbench run`).")
+    st.subheader("Parameters")
+    st.caption("Defaults, then every version and parameter set recorded: each is its own entry on the board "
+               "(a variant's parameters are part of its cache key).")
+    st.json(meta.get("params", {}), expanded=True)
+    _show_table(variants(board.table, base), "method_variants")
+    st.subheader("Deviations from the paper")
+    st.markdown(meta.get("deviations") or "_None stated._")
+    st.subheader("Scores per task")
+    scores = board.task_ranking[board.task_ranking["method"] == method][["task", "rank", "score", "failed"]]
+    _show_table(scores, "method_scores")
+    st.subheader("Failed cells")
+    failed = failed_cells(board.table, method)
+    if failed.empty:
+        st.success("No failed cell.")
+    else:
+        _show_table(failed, "method_failed")
+
+
+def regression_page(board: Board) -> None:
+    from stbench.leaderboard.compare import compare
+
+    st.header("Regression: two versions of a method")
+    st.caption("Cells are paired by task, split, dataset, slice and seed (by seed means when the seed sets do "
+               "not overlap). Difference = B − A, oriented so that positive is better, with a paired-t 95 % "
+               "interval. The same comparison as `stbench compare A B`.")
+    bases = [m for m in sorted(board.table["base_method"].unique()) if len(variants(board.table, m)) > 1]
+    if not bases:
+        st.info("No method has two recorded versions or parameter variants yet. Record one with "
+                "`stbench run --methods NAME:key=value` (or a new version of the adapter), then compare.")
+        return
+    base = _query_choice("Method", bases, "regression_method")
+    var = variants(board.table, base)
+    _show_table(var, "regression_variants")
+    entries = list(var["method"])
+    left, right = st.columns(2)
+    a = left.selectbox("A (baseline)", entries, index=entries.index(base) if base in entries else 0,
+                       key="regression_a")
+    b = right.selectbox("B (candidate)", entries, index=next(i for i, e in enumerate(entries) if e != a),
+                        key="regression_b")
+    sides = [board.table[(board.table["method"] == entry) & (board.table["status"] == "ok")] for entry in (a, b)]
+    try:
+        result = compare(*sides)
+    except StbenchError as err:
+        st.error(str(err))
+        return
+    verdicts = result.table["verdict"].value_counts().to_dict()
+    st.write(f"{result.n_pairs} paired cells (paired by {result.pairing}); verdicts: {json.dumps(verdicts)}")
+    if result.regressed_primary:
+        st.error("A primary metric regressed: `stbench compare --fail-on-regression` would exit 1.")
+    _show_table(result.table, "regression_table")
+    with st.expander("Markdown (for a CI comment)"):
+        st.code(result.markdown(a, b), language="markdown")
+
+
+# ---------------------------------------------------------------- the script
+
+def main() -> None:
+    st.set_page_config(page_title="stbench leaderboard", layout="wide")
+    results_dir = Path(os.environ.get(RESULTS_ENV, "stbench-results"))
+    stamp = _stamp(results_dir)
+    try:
+        table, catalog = _load(str(results_dir), stamp)
+    except StbenchError as err:
+        st.error(str(err))
+        st.stop()
+    st.title("stbench leaderboard")
+    counts = cell_count(table)
+    st.caption(f"{len(table)} cells in {results_dir} ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
+               f"last recorded {table['finished_at'].max()[:19].replace('T', ' ')} UTC")
+
+    side = st.sidebar
+    wanted = str(st.query_params.get("page", "overview")).capitalize()
+    page = side.radio("Page", PAGES, index=PAGES.index(wanted) if wanted in PAGES else 0, key="page")
+    st.query_params["page"] = page.lower()
+    side.header("Filters")
+    side.caption("An empty filter keeps everything.")
+    tasks = side.multiselect("Task", sorted(table["task"].unique()), key="f_task")
+    datasets = side.multiselect("Dataset", sorted(table["dataset"].unique()), key="f_dataset")
+    platforms = side.multiselect("Platform", sorted(table["platform"].unique()), key="f_platform")
+    kinds = side.multiselect("Method kind", sorted(table["method_kind"].unique()), key="f_kind")
+    devices = side.multiselect("Ran on", ["cpu", "gpu"], key="f_device")
+    true_k = side.checkbox("Show methods that use the true k", value=True, key="f_true_k",
+                           help="domain methods told the true number of domains have an easier task")
+
+    board = _board(str(results_dir), stamp, tuple(tasks), tuple(datasets), tuple(platforms))
+    if board.table.empty:
+        st.warning("No cell matches these filters.")
+        st.stop()
+    shown = board.shown_methods(kinds, devices, true_k)
+    if page == "Overview":
+        overview_page(board, shown)
+    elif page == "Tasks":
+        task_page(board, shown, results_dir)
+    elif page == "Methods":
+        method_page(board, catalog)
+    else:
+        regression_page(board)
+
+
+if __name__ == "__main__":  # how Streamlit (and AppTest) runs this script
+    main()
