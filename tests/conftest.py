@@ -36,3 +36,29 @@ def data_dir():
     if d is None:
         pytest.skip("real datasets not found: set STBENCH_DATA to the folder of the shared .h5ad files")
     return d
+
+
+@pytest.fixture(scope="session")
+def leaderboard_results(tmp_path_factory):
+    """A small results folder made by real ``stbench run`` invocations on the built-in synthetic
+    tissue (two seeds): domains, alignment, gene imputation with a weakened variant of
+    low_rank_completion beside its default, and one method that fails, for the failed-cells view."""
+    import sys
+
+    from stbench.benchmark.cli import main
+    from stbench.benchmark.runner import run_benchmark
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fault_adapters
+
+    results = tmp_path_factory.mktemp("leaderboard")
+    common = ["--results", str(results), "--quiet", "--seeds", "0", "1"]
+    assert main(["run", "--tasks", "domain_identification", "alignment", "--methods", "pca_kmeans", "leiden_k",
+                 "icp", "identity", *common]) == 0
+    gene = ["run", "--tasks", "gene_imputation", "--splits", "dropout30", *common]
+    assert main([*gene, "--methods", "low_rank_completion", "gene_mean"]) == 0
+    assert main([*gene, "--methods", "low_rank_completion:iterations=1"]) == 0
+    run_benchmark(tasks=["spatial_imputation"], splits=["random20"], seeds=[0], results_dir=results,
+                  methods=["negative_control", "positive_control", "knn_interpolation", fault_adapters.raises],
+                  progress=False)
+    return results
