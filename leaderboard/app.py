@@ -58,13 +58,18 @@ def _board(results_dir: str, stamp: tuple, tasks: tuple, datasets: tuple, platfo
     return Board(filter_cells(table, tasks, datasets, platforms), catalog)
 
 
-def _number_columns(df: pd.DataFrame) -> dict:
-    return {c: st.column_config.NumberColumn(c, format="%.3f") for c in df.columns
-            if pd.api.types.is_float_dtype(df[c]) and c != "rank"}
+def _column_config(df: pd.DataFrame) -> dict:
+    config = {c: st.column_config.NumberColumn(c, format="%.0f" if c.endswith("(%)") else "%.3f")
+              for c in df.columns if pd.api.types.is_float_dtype(df[c]) and c != "rank"}
+    if "method" in df.columns:  # variant names are long; keep them readable while scrolling sideways
+        config["method"] = st.column_config.TextColumn("method", width="medium", pinned=True)
+    return config
 
 
-def _show_table(df: pd.DataFrame, key: str) -> None:
-    st.dataframe(df, hide_index=True, width="stretch", column_config=_number_columns(df), key=key)
+def _show_table(df: pd.DataFrame, key: str, all_rows: bool = False) -> None:
+    """A sortable table; ``all_rows`` sizes it to show every row (rankings) instead of scrolling."""
+    height = min(38 + 35 * len(df), 1200) if all_rows else "auto"
+    st.dataframe(df, hide_index=True, width="stretch", height=height, column_config=_column_config(df), key=key)
 
 
 def _query_choice(label: str, options: list, param: str, container=st, **kwargs):
@@ -82,7 +87,7 @@ def overview_page(board: Board, shown: list[str]) -> None:
     st.header("Overview")
     st.caption(SCALE_NOTE)
     table = board.overview(shown)
-    _show_table(table, "overview_table")
+    _show_table(table, "overview_table", all_rows=True)
     st.caption("rank range (95%) and same rank (%): bootstrap over datasets (within each task and split) and "
                "seeds, 200 resamples. uses true k: the method was given the true number of domains.")
     ranked = table.dropna(subset=["overall"])
@@ -111,7 +116,7 @@ def task_page(board: Board, shown: list[str], results_dir: Path) -> None:
                         help="scaled: negative control = 0, positive control = 1; raw: the metric itself")
     st.caption(f"Mean over seeds (±sd columns) of {metric} ({value}) per dataset · split; task score and rank: "
                f"scaled primary metric ({metrics[0]}). Click a column header to sort.")
-    _show_table(board.task_table(task, metric, value, shown), "task_table")
+    _show_table(board.task_table(task, metric, value, shown), "task_table", all_rows=True)
 
     points = board.cost_vs_score(task)
     points = points[points["method"].isin(shown)]

@@ -225,7 +225,7 @@ def test_export_formats(tmp_path, capsys):
     assert main(["run", "--tasks", "alignment", "--methods", "icp", "--results", str(tmp_path), "--quiet"]) == 0
     for fmt in ["csv", "md", "html", "parquet"]:
         out = tmp_path / f"table.{fmt}"
-        assert main(["export", "--results", str(tmp_path), "--format", fmt, "-o", str(out)]) == 0
+        assert main(["export", "--results", str(tmp_path), "--raw", "--format", fmt, "-o", str(out)]) == 0
     assert len(pd.read_csv(tmp_path / "table.csv")) == 6
     assert pd.read_parquet(tmp_path / "table.parquet")["ltari"].notna().sum() == 6
     md = (tmp_path / "table.md").read_text()

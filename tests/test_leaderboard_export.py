@@ -1,0 +1,49 @@
+"""``stbench export``: the leaderboard's tables without a server, from the same code as the app."""
+
+import pandas as pd
+import pytest
+
+from stbench.benchmark.cli import main
+from stbench.leaderboard.tables import Board, load_results
+
+
+@pytest.fixture(scope="module")
+def board(leaderboard_results):
+    return Board(*load_results(leaderboard_results))
+
+
+def test_csv_export_writes_the_overview_and_one_file_per_task(leaderboard_results, board, tmp_path, capsys):
+    out = tmp_path / "board.csv"
+    assert main(["export", "--results", str(leaderboard_results), "--format", "csv", "-o", str(out)]) == 0
+    overview = pd.read_csv(out).set_index("method")
+    expected = board.overview().set_index("method")
+    assert list(overview.index) == list(expected.index)
+    assert overview["overall"].to_numpy() == pytest.approx(expected["overall"].to_numpy(), nan_ok=True)
+    task = pd.read_csv(tmp_path / "board.domain_identification.csv").set_index("method")
+    assert task.loc["pca_kmeans", "task score"] == pytest.approx(
+        board.task_table("domain_identification").set_index("method").loc["pca_kmeans", "task score"])
+    failed = pd.read_csv(tmp_path / "board.failed_cells.csv")
+    assert len(failed) == 3 and set(failed["status"]) == {"error"}
+    assert "board.alignment.csv" in capsys.readouterr().out
+
+
+def test_markdown_and_html_exports_carry_mean_and_sd(leaderboard_results, board, tmp_path):
+    md, html = tmp_path / "board.md", tmp_path / "board.html"
+    assert main(["export", "--results", str(leaderboard_results), "--format", "md", "-o", str(md)]) == 0
+    assert main(["export", "--results", str(leaderboard_results), "--format", "html", "-o", str(html)]) == 0
+    text = md.read_text()
+    for section in ["## overview", "## domain_identification", "## gene_imputation", "## failed cells"]:
+        assert section in text
+    row = board.task_table("domain_identification").set_index("method").loc["pca_kmeans"]
+    cell = f"{row['synthetic · whole_slice']:.3f} ± {row['synthetic · whole_slice ±sd']:.3f}"
+    assert cell in text and cell in html.read_text()
+    # the weakened variant is its own row, ranked below the default
+    ov = board.overview().set_index("method")
+    assert ov.loc["low_rank_completion", "rank"] < ov.loc["low_rank_completion:iterations=1", "rank"]
+    assert "| low_rank_completion:iterations=1 " in text
+    assert html.read_text().count("<table") == 6  # overview, 4 tasks, failed cells
+
+
+def test_export_of_a_folder_without_results_names_it(tmp_path, capsys):
+    assert main(["export", "--results", str(tmp_path), "--format", "md", "-o", str(tmp_path / "x.md")]) == 2
+    assert "no results table" in capsys.readouterr().err
