@@ -83,3 +83,37 @@ def test_rank_stability_by_bootstrap(table):
     stab = rank_stability(close, n_boot=200).set_index("method")
     # now A and B trade places depending on which seeds are drawn
     assert 0.1 < stab.loc["A", "same_rank_share"] < 0.95 and stab.loc["A", "rank_hi"] == 2
+
+
+def test_task_score_error_bars_are_sd_over_seeds(table):
+    from stbench.leaderboard.aggregate import task_score_by_seed
+
+    bars = task_score_by_seed(scale(long_scores(table))).set_index(["task", "method"])
+    # A on domains: seed 0 scores 0.5, seed 1 scores 0.7
+    assert bars.loc[("domain_identification", "A"), "mean"] == pytest.approx(0.6)
+    assert bars.loc[("domain_identification", "A"), "sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    # B failed on seed 1: a zero, not a missing value
+    assert bars.loc[("domain_identification", "B"), "sd"] == pytest.approx(np.std([0.2, 0.0], ddof=1))
+    assert bars.loc[("gene_imputation", "A"), "sd"] == 0.0 and bars.loc[("gene_imputation", "A"), "n_seeds"] == 1
+
+
+def test_pareto_front_keeps_the_points_nothing_beats():
+    from stbench.leaderboard.aggregate import pareto_front
+
+    pts = pd.DataFrame({"time": [1.0, 2.0, 3.0, 0.5, 2.5], "score": [0.5, 0.8, 0.7, 0.1, 0.9]},
+                       index=list("abcde"))
+    # c is beaten by b (cheaper and better); the rest trade cost for score
+    assert pareto_front(pts, "time", "score").to_dict() == {"a": True, "b": True, "c": False, "d": True, "e": True}
+
+
+def test_variants_and_versions_are_their_own_board_entries():
+    from stbench.leaderboard.tables import board_names
+
+    rows = pd.DataFrame({"method": ["m", "m", "m", "m", "solo"],
+                         "method_version": ["1", "1", "2", "1", "1"],
+                         "params": ['{"k": 5, "w": "u"}', '{"k": 1, "w": "u"}', '{"k": 5, "w": "u"}',
+                                    '{"k": 5, "w": "u"}', "{}"]})
+    catalog = {"methods": {"m": {"version": "1", "params": {"k": 5, "w": "u"}}}, "datasets": {}}
+    assert list(board_names(rows, catalog)) == ["m", "m:k=1", "m@2", "m", "solo"]
+    # without a catalog the most recorded parameter set keeps the bare name
+    assert list(board_names(rows, {"methods": {}, "datasets": {}})) == ["m", "m:k=1", "m@2", "m", "solo"]

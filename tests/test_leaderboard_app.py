@@ -130,3 +130,12 @@ def test_maps_outside_the_results_folder_are_not_read(leaderboard_results, tmp_p
     outside.write_bytes(b"png")
     assert _artifact_path(outside.as_uri(), leaderboard_results) is None
     assert _artifact_path("s3://bucket/map.png", leaderboard_results) is None
+
+
+def test_leaderboard_command_refuses_a_folder_without_results(tmp_path, capsys):
+    from stbench.benchmark.cli import main
+
+    assert main(["leaderboard", "--results", str(tmp_path / "absent")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["leaderboard", "--results", str(tmp_path)]) == 2
+    assert "no results table" in capsys.readouterr().err
