@@ -163,8 +163,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    import subprocess
-
     from stbench.leaderboard import APP_SCRIPT, RESULTS_ENV
     from stbench.leaderboard.tables import load_results
 
@@ -173,11 +171,9 @@ def cmd_leaderboard(args) -> int:
     env = {**os.environ, RESULTS_ENV: str(results.resolve()), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.headless", "true",
            "--server.port", str(args.port), "--server.address", args.address]
-    print(f"stbench leaderboard of {results} at http://{args.address}:{args.port} (Ctrl-C stops it)")
-    try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+    print(f"stbench leaderboard of {results} at http://{args.address}:{args.port} (Ctrl-C stops it)", flush=True)
+    # Become the Streamlit server (no child left behind when this process is stopped).
+    os.execve(sys.executable, cmd, env)
 
 
 def cmd_list(args) -> int:

@@ -61,7 +61,7 @@ def board_names(table: pd.DataFrame, catalog: dict) -> pd.Series:
         if meta is not None:
             default_version, default_params = str(meta.get("version", "")), meta.get("params", {})
         else:
-            default_version, default_params = combos.idxmax()[0], json.loads(combos.idxmax()[1])
+            default_version, default_params = combos.idxmax()[0], json.loads(combos.idxmax()[1] or "{}")
         for (version, params), _ in combos.items():
             parsed = json.loads(params) if params else {}
             changed = {k: v for k, v in parsed.items() if default_params.get(k, object()) != v}

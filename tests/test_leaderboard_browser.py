@@ -8,6 +8,7 @@ both pages. Skipped, with the reason, only where no Chromium is installed
 """
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,16 +31,16 @@ def server(leaderboard_results):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "stbench.benchmark.cli", "leaderboard", "--results",
                              str(leaderboard_results), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         assert wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=90) == "ok"
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
+    finally:  # the server is the command itself (it execs Streamlit); its group goes too
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_overview_and_task_page_render_in_chromium(server, leaderboard_results, tmp_path):
