@@ -6,8 +6,8 @@ Protocol (``spatial_imputation`` / ``lattice2x``; seed-methods.md §3):
   hexagonal array is first mapped to (row, col // 2) by the task, see
   ``tasks.base.square_grid``; HER2ST's legacy ST grid and the synthetic grid are
   square). The observed spots are the (even, even) lattice: the "sparse" image,
-  stored compactly at half resolution. The tissue mask is every grid cell that
-  holds a spot, observed or queried (the method is given the query coordinates).
+  stored compactly at half resolution. The loss is masked to observed tissue
+  spots; predictions are read at the query spots' grid cells.
 * **Single-shot self-supervision.** Step 1: from a crop of the sparse image,
   take its stride-2 lattice again ("sparser"), replicate it back to the crop's
   size (``upleft``: each value fills its 2 x 2 block) and learn sparser -> sparse.
@@ -237,13 +237,14 @@ def _augment(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return torch.rot90(images, int(rng.integers(4)), dims=(-2, -1))
 
 
-def training_pairs(raster: torch.Tensor, observed: torch.Tensor, tissue: torch.Tensor, size: int,
-                   batch: int, rng: np.random.Generator):
+def training_pairs(raster: torch.Tensor, observed: torch.Tensor, size: int, batch: int,
+                   rng: np.random.Generator):
     """Step-1 and step-2 training samples, built from the observed lattice only.
 
     ``raster``: (genes, H, W) full-resolution image in which only ``observed``
-    positions (the (even, even) lattice inside the tissue) carry data; ``tissue``:
-    (H, W) mask. The sparse image ``raster[:, ::2, ::2]`` is taken *first*, and
+    positions (the (even, even) lattice inside the tissue) carry data; they are
+    also the loss weights (the tissue-masked L1 of the paper). The sparse image
+    ``raster[:, ::2, ::2]`` is taken *first*, and
     crops of it are flipped and rotated afterwards, so no target ever holds a
     value from a held-out position (the official code augments the dense patch
     first, which moves odd positions onto the lattice).
@@ -310,7 +311,7 @@ def natural_batch(size: int, batch: int, rng: np.random.Generator) -> torch.Tens
 
 # ---------------------------------------------------------------- training and prediction
 
-def train(net: CascadedDCNet, raster, observed, tissue, steps: int, batch: int, lr: float, natural: bool,
+def train(net: CascadedDCNet, raster, observed, steps: int, batch: int, lr: float, natural: bool,
           rng: np.random.Generator, genes: np.ndarray | None = None, size: int = 32,
           betas=(0.5, 0.999)) -> list[float]:
     """Adam on the summed step-1 + step-2 (+ natural-image) stage-weighted L1; last weights kept."""
@@ -321,7 +322,7 @@ def train(net: CascadedDCNet, raster, observed, tissue, steps: int, batch: int, 
     losses = []
     net.train()
     for _ in range(steps):
-        (x1, y1, w1), (x2, y2, w2) = training_pairs(source, observed, tissue, size, batch, rng)
+        (x1, y1, w1), (x2, y2, w2) = training_pairs(source, observed, size, batch, rng)
         x1, y1, w1, x2, y2, w2 = (t.to(device) for t in (x1, y1, w1, x2, y2, w2))
         loss = stage_weighted_l1(net(x1, m_half), y1, w1)
         outs = net(x2, m_full)
@@ -356,8 +357,8 @@ def predict(net: CascadedDCNet, raster, observed, chunk: int = 64) -> torch.Tens
 
 
 def rasterize(obs_grid: np.ndarray, query_grid: np.ndarray, X: np.ndarray):
-    """Full-resolution gene images with the observed spots placed, the observed and tissue masks, and
-    the offsets that map grid coordinates to pixels (offsets are even, so the lattice stays (even, even))."""
+    """Full-resolution gene images with the observed spots placed, the observed mask, and the query
+    spots' pixels (grid offsets are even, so the observed lattice stays (even, even))."""
     allpos = np.vstack([obs_grid, query_grid])
     lo = (allpos.min(axis=0) // 2) * 2
     shape = allpos.max(axis=0) - lo + 1
@@ -369,9 +370,7 @@ def rasterize(obs_grid: np.ndarray, query_grid: np.ndarray, X: np.ndarray):
     raster[:, o[:, 0], o[:, 1]] = torch.from_numpy(np.ascontiguousarray(X.T, dtype=np.float32))
     observed = torch.zeros(*shape.tolist())
     observed[o[:, 0], o[:, 1]] = 1
-    tissue = observed.clone()
-    tissue[q[:, 0], q[:, 1]] = 1
-    return raster, observed, tissue, q
+    return raster, observed, q
 
 
 def _network(profile: dict, stages: int) -> CascadedDCNet:
@@ -392,14 +391,14 @@ def impute(inputs, ctx):
     if p.get("steps"):
         profile["steps"] = int(p["steps"])
     X = np.asarray(obs.X.todense() if hasattr(obs.X, "todense") else obs.X, dtype=np.float32)
-    raster, observed, tissue, q = rasterize(np.asarray(obs.obsm["grid"]), np.asarray(query.obsm["grid"]), X)
+    raster, observed, q = rasterize(np.asarray(obs.obsm["grid"]), np.asarray(query.obsm["grid"]), X)
     raster = raster / GENE_SCALE
     rng = np.random.default_rng(ctx.seed)
     torch.manual_seed(ctx.seed)
     device = torch.device(ctx.device)
 
     net = _network(profile, int(p["stages"])).to(device)
-    train(net, raster, observed, tissue, profile["steps"], profile["batch"], profile["lr"],
+    train(net, raster, observed, profile["steps"], profile["batch"], profile["lr"],
           bool(p["natural_images"]), rng, size=profile["crop"])
     dense = predict(net, raster, observed)
     genes = list(obs.var_names)
@@ -408,7 +407,7 @@ def impute(inputs, ctx):
             raise ValueError(f"s2s_st: per_gene lists {name!r}, which is not among the task's genes")
         g = genes.index(name)
         own = _network(profile, int(p["stages"])).to(device)
-        train(own, raster, observed, tissue, profile["steps"], profile["batch"], profile["lr"],
+        train(own, raster, observed, profile["steps"], profile["batch"], profile["lr"],
               bool(p["natural_images"]), rng, genes=np.array([g]), size=profile["crop"])
         dense[g] = predict(own, raster[g:g + 1], observed)[0]
     pred = dense[:, q[:, 0], q[:, 1]].T.numpy() * GENE_SCALE

@@ -34,7 +34,7 @@ def main() -> None:
     obs, query = problem.inputs.observed, problem.inputs.query
     X = np.asarray(obs.X.todense() if hasattr(obs.X, "todense") else obs.X, dtype=np.float32)
     t0 = time.perf_counter()
-    raster, observed, tissue, _ = rasterize(np.asarray(obs.obsm["grid"]), np.asarray(query.obsm["grid"]), X)
+    raster, observed, _ = rasterize(np.asarray(obs.obsm["grid"]), np.asarray(query.obsm["grid"]), X)
     raster = raster / GENE_SCALE
     t_raster = time.perf_counter() - t0
     print(f"HER2ST {args.section}: {obs.n_obs} observed + {query.n_obs} held-out spots, {obs.n_vars} genes, "
@@ -45,7 +45,7 @@ def main() -> None:
         net = _network(profile, 3).to(device)
         n_params = sum(x.numel() for x in net.parameters())
         t0 = time.perf_counter()
-        train(net, raster, observed, tissue, steps, profile["batch"], profile["lr"], True,
+        train(net, raster, observed, steps, profile["batch"], profile["lr"], True,
               np.random.default_rng(0), size=profile["crop"])
         if device == "cuda":
             torch.cuda.synchronize()

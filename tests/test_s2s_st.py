@@ -46,7 +46,7 @@ def test_no_training_input_or_target_holds_a_heldout_position():
     raster, observed = _raster_with_heldout_truth()
     rng = np.random.default_rng(1)
     for _ in range(200):
-        for x, y, _w in training_pairs(raster, observed, observed, size=8, batch=4, rng=rng):
+        for x, y, _w in training_pairs(raster, observed, size=8, batch=4, rng=rng):
             assert x.max() < SENTINEL and y.max() < SENTINEL
 
 
