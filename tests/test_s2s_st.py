@@ -96,3 +96,14 @@ def test_random20_is_skipped_with_the_reason():
     inputs, _ = _smooth_poisson_field(n=8, genes=2)
     with pytest.raises(MethodNotApplicable, match="stride-2 lattice"):
         _run("s2s_st", SpatialImputationInput(inputs.observed, inputs.query, "random20"))
+
+
+def test_per_gene_mode_trains_the_listed_marker_its_own_model():
+    inputs, _ = _smooth_poisson_field(n=16, genes=3)
+    inputs.observed.var_names = ["ERBB2", "ESR1", "PGR"]
+    shared = _run("s2s_st", inputs, steps=2, natural_images=False)
+    marker = _run("s2s_st", inputs, steps=2, natural_images=False, per_gene=["ESR1"])
+    # same seed, same shared model: only the marker's column changes
+    assert np.allclose(shared[:, [0, 2]], marker[:, [0, 2]]) and not np.allclose(shared[:, 1], marker[:, 1])
+    with pytest.raises(ValueError, match="not among the task's genes"):
+        _run("s2s_st", inputs, steps=1, natural_images=False, per_gene=["MDM2"])
