@@ -187,7 +187,8 @@ def _spatial_maps(board: Board, task: str, shown: list[str], results_dir: Path) 
     instance = cols[1].selectbox("Slice", sorted(cells["instance"].unique()), key="map_instance")
     seed = cols[2].selectbox("Seed", sorted(cells["seed"].unique()), key="map_seed")
     cells = cells[(cells["instance"] == instance) & (cells["seed"] == seed)]
-    options = [m for m in board.task_table(task, methods=shown)["method"] if m in set(cells["method"])]
+    ranked = board.task_ranking[board.task_ranking["task"] == task]  # by rank, controls last
+    options = [m for m in ranked["method"] if m in set(cells["method"]) and m in shown]
     chosen = cols[3].multiselect("Methods", options, default=options[:2], key="map_methods")
     for method, col in zip(chosen, st.columns(max(1, len(chosen)))):
         uri = cells.loc[cells["method"] == method, "artifact"].iloc[0]

@@ -128,9 +128,8 @@ class HybridAttention(nn.Module):
         b, c, h, w = x.shape
         ph, pw = (-h) % WINDOW, (-w) % WINDOW
         y = F.pad(x, (0, pw, 0, ph)).permute(0, 2, 3, 1)  # (B, H', W', C)
-        n = self.norm1(y)
-        if self.shift:
-            n = torch.roll(n, (-self.shift, -self.shift), dims=(1, 2))
+        normed = self.norm1(y)
+        n = torch.roll(normed, (-self.shift, -self.shift), dims=(1, 2)) if self.shift else normed
         win = self._windows(n)  # (windows, tokens, C)
         nw, t, _ = win.shape
         q, k, v = self.qkv(win).view(nw, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
@@ -142,7 +141,7 @@ class HybridAttention(nn.Module):
         att = att.reshape(b, hh, ww, c)
         if self.shift:
             att = torch.roll(att, (self.shift, self.shift), dims=(1, 2))
-        conv = self.cab(self.norm1(y).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        conv = self.cab(normed.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         y = y + att + self.conv_scale * conv
         y = y + self.mlp(self.norm2(y))
         return y[:, :h, :w].permute(0, 3, 1, 2)

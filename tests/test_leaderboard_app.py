@@ -84,7 +84,8 @@ def test_task_page_raw_and_scaled_tables_charts_and_maps(leaderboard_results, mo
         ari.groupby("seed")["nmi"].mean().mean())
     assert _charts(at) == 3  # score bars, accuracy vs runtime, accuracy vs peak memory
     images = [e for e in at.main if type(e).__name__ == "Image"]
-    assert len(images) == 2  # the truth-vs-prediction maps of the two best methods
+    assert len(images) == 2  # the truth-vs-prediction maps of the two best-ranked methods
+    assert at.multiselect(key="map_methods").value == ["leiden_k", "pca_kmeans"]
 
 
 def test_method_page_shows_metadata_variants_and_failed_cells(leaderboard_results, monkeypatch):
