@@ -198,13 +198,18 @@ def task_score_by_seed(scaled: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1).fillna(0.0), "n_seeds": g.size()}).reset_index()
 
 
+def ran_on(devices: pd.Series) -> str:
+    """"gpu" when any of these cells ran on CUDA, else "cpu" (the CPU/GPU filter and plots)."""
+    return "gpu" if (devices == "cuda").any() else "cpu"
+
+
 def cost_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per (task, method): mean method time and peak memory over its ok cells, and the device it ran on."""
     ok = table[table["status"] == "ok"]
     return ok.groupby(["task", "method"]).agg(
         time_method_s=("time_method_s", "mean"), wall_time_s=("wall_time_s", "mean"),
         peak_rss_mb=("peak_rss_mb", "mean"), peak_gpu_mb=("peak_gpu_mb", "mean"),
-        device=("device", lambda d: "gpu" if (d == "cuda").any() else "cpu")).reset_index()
+        device=("device", ran_on)).reset_index()
 
 
 def pareto_front(points: pd.DataFrame, cost: str, score: str) -> pd.Series:

@@ -118,8 +118,7 @@ class Board:
     def methods(self) -> pd.DataFrame:
         """Per method: kind, flags, device (gpu when any cell ran on CUDA), cells by outcome."""
         info = aggregate.method_info(self.table)
-        info["device"] = self.table.groupby("method")["device"].agg(lambda d: "gpu" if (d == "cuda").any()
-                                                                     else "cpu")
+        info["device"] = self.table.groupby("method")["device"].agg(aggregate.ran_on)
         return info
 
     @property
