@@ -156,14 +156,18 @@ class ChildResult:
     sandbox: str = "none"
 
 
-def _rss(proc: psutil.Process) -> int:
+def _rss(proc: psutil.Process | None) -> int:
+    if proc is None:
+        return 0
     try:
         return proc.memory_info().rss
     except psutil.Error:
         return 0
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _tree_rss(proc: psutil.Process | None) -> int:
+    if proc is None:
+        return 0
     try:
         procs = [proc] + proc.children(recursive=True)
     except psutil.Error:
@@ -219,7 +223,12 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
         _start(proc)
         done_w.close()
         _active.add(proc.pid)
-        watcher = psutil.Process(proc.pid)
+        try:
+            watcher = psutil.Process(proc.pid)
+        except psutil.NoSuchProcess:
+            # A fast cell can finish, and be reaped by the fork server, before we look;
+            # its result file is still there and the child reports its own peak RSS.
+            watcher = None
         killed, peak_rss, polls, waiting_on = None, 0, 0, [proc.sentinel, done_r]
         while True:
             age = time.perf_counter() - start

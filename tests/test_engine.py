@@ -257,3 +257,20 @@ def test_ray_executor_runs_the_same_cell_function(tmp_path):
     cols = ["cell_key", "status", "ari", "nmi"]
     pd.testing.assert_frame_equal(local.results[cols], remote.results[cols])
     assert (remote.results["status"] == "ok").all()
+
+
+def test_cell_that_ends_before_it_is_watched_still_records(tmp_path, monkeypatch):
+    """A fast cell can exit (and be reaped by the fork server) before the runner looks up its
+    pid; that race once failed a whole CI run. Simulate it: the cell's result must still land."""
+    import psutil
+
+    from stbench.benchmark import isolation
+
+    def gone(pid):
+        raise psutil.NoSuchProcess(pid)
+
+    monkeypatch.setattr(isolation.psutil, "Process", gone)
+    report = run_benchmark(tasks=["domain_identification"], methods=["pca_kmeans"], results_dir=tmp_path,
+                           progress=False)
+    assert (report.results["status"] == "ok").all()
+    assert report.results["ari"].notna().all()
