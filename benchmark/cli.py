@@ -22,6 +22,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      "NAME:key=value,... runs a parameter variant (its parameters are part of its cache key); "
                      "the controls always run, they anchor the scaled scores")
     run.add_argument("--datasets", nargs="+", help="registered dataset names (default: synthetic)")
+    run.add_argument("--instances", nargs="+",
+                     help="only these slices (or slice pairs / groups) of the datasets, e.g. 151673 (default: all)")
     run.add_argument("--dataset-file", help="run the applicable tasks on your own .h5ad (SPEC 2.1)")
     run.add_argument("--label-key", default="domain", help="label column of --dataset-file (default: domain)")
     run.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: 0)")
@@ -95,7 +97,7 @@ def cmd_run(args) -> int:
                            seeds=args.seeds, splits=args.splits, data_dir=args.data_dir, user_datasets=user,
                            results_dir=args.results, executor=args.executor, jobs=args.jobs,
                            timeout=args.timeout, memory=args.memory, force=args.force, address=args.address,
-                           progress=not args.quiet, method_params=method_params)
+                           progress=not args.quiet, method_params=method_params, instances=args.instances)
     total = time.perf_counter() - start
     if report.results.empty:
         print("no cell to run: no selected task declares the selected datasets", file=sys.stderr)

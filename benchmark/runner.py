@@ -89,17 +89,26 @@ def default_methods() -> list[str]:
     return [m.name for m in METHODS.values() if m.kind in ("control", "baseline")]
 
 
-def plan_cells(tasks, methods, datasets: dict[str, object], seeds, splits=None) -> list[Cell]:
-    """Every applicable cell, in a stable order (task, dataset, instance, split, seed, method)."""
+def plan_cells(tasks, methods, datasets: dict[str, object], seeds, splits=None, instances=None) -> list[Cell]:
+    """Every applicable cell, in a stable order (task, dataset, instance, split, seed, method).
+
+    ``instances`` keeps only those slices (or pairs, groups) of the datasets.
+    """
     for s in splits or []:
         if not any(s in get_task(t).splits for t in tasks):
             raise UnknownNameError("split", s, {x for t in tasks for x in get_task(t).splits})
+    for i in instances or []:
+        known = {x for t in tasks for spec in datasets.values() for x in get_task(t).instances(spec)}
+        if i not in known:
+            raise UnknownNameError("instance", i, known)
     methods = [m if isinstance(m, Method) else get_method(m) for m in methods]
     cells = []
     for t in tasks:
         task = get_task(t)
         for ds_name, spec in datasets.items():
             for instance in task.instances(spec):
+                if instances and instance not in instances:
+                    continue
                 for split in task.splits:
                     if (splits and split not in splits) or not task.applies(spec, split):
                         continue
@@ -383,7 +392,7 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
                   user_datasets: list[Dataset] | None = None, results_dir="stbench-results",
                   executor: str = "local", jobs: int = 1, timeout: float | None = None, memory=None,
                   force: bool = False, address: str | None = None, progress: bool = True,
-                  method_params: dict[str, dict] | None = None) -> RunReport:
+                  method_params: dict[str, dict] | None = None, instances=None) -> RunReport:
     """Run the grid isolated, record every cell in the store, export the results table.
 
     ``methods``: registered names or Method objects. ``timeout`` (seconds) and
@@ -401,7 +410,7 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
     names = list(datasets or ([] if user_datasets else ["synthetic"]))
     specs = {n: get_dataset_spec(n) for n in names}
     specs.update({n: d.spec for n, d in loaded.items()})
-    cells = plan_cells(tasks, methods, specs, seeds, splits)
+    cells = plan_cells(tasks, methods, specs, seeds, splits, instances)
     jobs = max(1, int(jobs))
     memory = parse_memory(memory) or default_memory(jobs)
     if timeout is not None and float(timeout) <= 0:

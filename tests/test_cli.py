@@ -81,3 +81,19 @@ def test_user_dataset_file_runs(tmp_path, capsys):
     assert set(df["dataset"]) == {"mytissue"}
     assert set(df["instance"]) == {"slice0", "slice1", "slice0>slice1"}
     assert (df["status"] == "ok").all()
+
+
+def test_instances_select_slices_and_an_unknown_one_is_named():
+    import pytest
+
+    from stbench.benchmark.errors import UnknownNameError
+    from stbench.benchmark.runner import plan_cells
+    from stbench.datasets.registry import get_dataset_spec
+
+    specs = {"synthetic": get_dataset_spec("synthetic")}
+    every = plan_cells(["spatial_imputation"], ["knn_interpolation"], specs, [0])
+    one = plan_cells(["spatial_imputation"], ["knn_interpolation"], specs, [0], instances=["slice1"])
+    assert {c.instance for c in every} == {"slice0", "slice1", "slice2"}
+    assert {c.instance for c in one} == {"slice1"} and len(one) == len(every) // 3
+    with pytest.raises(UnknownNameError, match="unknown instance 'slice9'.*slice0, slice1, slice2"):
+        plan_cells(["spatial_imputation"], ["knn_interpolation"], specs, [0], instances=["slice9"])
