@@ -24,11 +24,10 @@ from stbench.tasks import get_task
 from stbench.tasks.spatial_imputation import SpatialImputationInput
 
 CANDIDATES = {
-    "suica": [{"gae_epochs": g, "inr_epochs": i, "finetune_epochs": f}
-              for g, i, f in [(30, 300, 100), (60, 600, 300), (60, 1200, 300), (120, 600, 600)]],
-    "ffn": [{"lr": lr, "epochs": e} for lr, e in [(1e-3, 300), (1e-3, 600), (1e-4, 600), (1e-4, 1200)]],
-    "siren": [{"lr": lr, "epochs": e} for lr, e in [(1e-3, 300), (1e-4, 300), (1e-4, 600), (1e-5, 1200)]],
-    "stage": [{"epochs": e} for e in (100, 300, 600)],
+    "suica": [{"gae_epochs": 60, "inr_epochs": 600, "finetune_epochs": f} for f in (0, 10, 30, 100)],
+    "ffn": [{"lr": 1e-3, "epochs": 300, "sigma": s} for s in (1.0, 3.0, 10.0)],
+    "siren": [{"lr": 1e-4, "epochs": e} for e in (300, 600)],
+    "stage": [{"epochs": e} for e in (100, 300)],
 }
 
 
