@@ -1,7 +1,8 @@
 """FFN: a Fourier-feature network from coordinates straight to expression (peer, SUICA's table).
 
-Gaussian random Fourier features (256; sigma = 10 in the paper configuration, 1 in the fast profile; on coordinates scaled to
-[-1, 1]) -> ReLU MLP -> genes with a final ReLU; L1 + MSE, AdamW, full batch.
+Gaussian random Fourier features (256; sigma = 10 in the paper configuration,
+1 in the fast profile; on coordinates scaled to [-1, 1]) -> ReLU MLP -> genes
+with a final ReLU; L1 + MSE, AdamW, full batch.
 It solves the three expression tasks the way SUICA does (fit the spots it may
 see, predict the spots it must), with no embedding in between.
 
