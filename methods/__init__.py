@@ -89,6 +89,15 @@ class Method:
         return self.solvers[task_name](inputs, ctx)
 
 
+def resolve_profile(method_name: str, profiles: dict, params: dict) -> dict:
+    """A method's named settings profile (``params["profile"]``, e.g. ``fast`` or ``paper``),
+    with any non-None per-run parameter of the same key overriding it."""
+    name = params.get("profile", "fast")
+    if name not in profiles:
+        raise ValueError(f"{method_name}: profile must be one of {sorted(profiles)}, got {name!r}")
+    return {**profiles[name], **{k: v for k, v in params.items() if k in profiles[name] and v is not None}}
+
+
 METHODS: dict[str, Method] = {}
 
 

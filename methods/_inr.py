@@ -153,14 +153,6 @@ def predict_rows(fn, x: torch.Tensor, chunk: int = 8192) -> np.ndarray:
     return torch.cat([fn(x[i:i + chunk]) for i in range(0, len(x), chunk)]).double().cpu().numpy()
 
 
-def resolve_profile(method_name: str, profiles: dict, params: dict) -> dict:
-    """The named profile's settings, with any non-None per-run override of the same key."""
-    name = params.get("profile", "fast")
-    if name not in profiles:
-        raise ValueError(f"{method_name}: profile must be one of {sorted(profiles)}, got {name!r}")
-    return {**profiles[name], **{k: v for k, v in params.items() if k in profiles[name] and v is not None}}
-
-
 def fit_coordinate_regressor(kind: str, xy, X, query_xy, prof: dict, seed: int, device: str) -> np.ndarray:
     """Vanilla INR (SUICA's ``inr_raw`` baseline): coordinates -> expression directly, L1 + MSE,
     full batch, final ReLU; predictions at ``query_xy``."""

@@ -2,7 +2,6 @@
 principal axes onto the reference's, choosing between the two rotations that do so by the
 mean nearest-neighbour distance (geometry only, no expression)."""
 
-import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from stbench.methods import Method

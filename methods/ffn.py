@@ -17,8 +17,8 @@ Deviations (from SUICA's ``inr_raw`` configuration, which stands in for the FFN 
   frequencies near the spot pitch and the network fits noise between spots).
 """
 
-from stbench.methods import Method
-from stbench.methods._inr import fit_coordinate_regressor, resolve_profile, training_view
+from stbench.methods import Method, resolve_profile
+from stbench.methods._inr import fit_coordinate_regressor, training_view
 
 PROFILES = {"paper": {"width": 2048, "depth": 12, "lr": 1e-5, "epochs": 2000, "sigma": 10.0},
             "fast": {"width": 256, "depth": 3, "lr": 1e-3, "epochs": 300, "sigma": 1.0}}

@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stbench.benchmark.errors import MethodNotApplicable
-from stbench.methods import Method
+from stbench.methods import Method, resolve_profile
 
 PROFILES = {
     "paper": {"features": 32, "blocks": 8, "layers": 4, "growth": 32, "heads": 4, "lr": 1e-4, "steps": 3000 * 4,
@@ -384,11 +384,8 @@ def impute(inputs, ctx):
         raise MethodNotApplicable("s2s_st needs the lattice2x split on an array grid (its self-supervision "
                                   "subsamples a stride-2 lattice; random20's observed spots are not one)")
     p = ctx.params
-    if p["profile"] not in PROFILES:
-        raise ValueError(f"s2s_st: profile {p['profile']!r} is unknown. Expected one of {sorted(PROFILES)}")
-    profile = dict(PROFILES[p["profile"]])
-    if p.get("steps"):
-        profile["steps"] = int(p["steps"])
+    profile = resolve_profile("s2s_st", PROFILES, p)
+    profile["steps"] = int(profile["steps"])
     X = np.asarray(obs.X.todense() if hasattr(obs.X, "todense") else obs.X, dtype=np.float32)
     raster, observed, q = rasterize(np.asarray(obs.obsm["grid"]), np.asarray(query.obsm["grid"]), X)
     raster = raster / GENE_SCALE

@@ -14,8 +14,8 @@ Deviations (SUICA's ``siren.py`` is not in its repository):
   (validation cosine 0.634; 0.633 with 600).
 """
 
-from stbench.methods import Method
-from stbench.methods._inr import fit_coordinate_regressor, resolve_profile, training_view
+from stbench.methods import Method, resolve_profile
+from stbench.methods._inr import fit_coordinate_regressor, training_view
 
 PROFILES = {"paper": {"width": 2048, "depth": 12, "lr": 1e-5, "epochs": 2000},
             "fast": {"width": 256, "depth": 3, "lr": 1e-4, "epochs": 300}}

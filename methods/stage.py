@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stbench.methods import Method
-from stbench.methods._inr import normalise_coordinates, optimise, predict_rows, resolve_profile, training_view
+from stbench.methods import Method, resolve_profile
+from stbench.methods._inr import normalise_coordinates, optimise, predict_rows, training_view
 
 PROFILES = {"paper": {"lr": 1e-3, "epochs": 2000, "batch": 512},
             "fast": {"lr": 1e-3, "epochs": 100, "batch": 512}}

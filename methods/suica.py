@@ -64,9 +64,9 @@ import torch.nn.functional as F
 from sklearn.neighbors import kneighbors_graph
 from torch import nn
 
-from stbench.methods import Method
+from stbench.methods import Method, resolve_profile
 from stbench.methods._inr import (coordinate_network, inr_for, l1_plus_mse, normalise_coordinates, optimise,
-                                  predict_rows, resolve_profile, training_view)
+                                  predict_rows, training_view)
 
 PROFILES = {
     "paper": {"gcn_width": 2048, "encoder": (512, 64, 32), "gae_lr": 1e-5, "gae_epochs": 200, "gae_batch": 512,

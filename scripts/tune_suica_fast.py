@@ -21,6 +21,7 @@ import torch
 from stbench.datasets.loading import load_dataset
 from stbench.methods import RunContext, get_method
 from stbench.tasks import get_task
+from stbench.tasks.metrics.expression import cosine, mae
 from stbench.tasks.spatial_imputation import SpatialImputationInput
 
 CANDIDATES = {
@@ -43,11 +44,6 @@ def validation_problem(dataset: str, instance: str, seed: int = 0):
     return SpatialImputationInput(fit, query, "random20"), truth
 
 
-def cosine(truth, pred):
-    num = (truth * pred).sum(axis=1)
-    return float(np.mean(num / (np.linalg.norm(truth, axis=1) * np.linalg.norm(pred, axis=1) + 1e-12)))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(CANDIDATES))
@@ -67,7 +63,7 @@ def main() -> None:
             t0 = time.perf_counter()
             pred = m.run("spatial_imputation", inputs, ctx)
             wall = time.perf_counter() - t0
-            print(f"{name:6s} {cand}: val cosine {cosine(truth, pred):.4f}  MAE {np.abs(pred - truth).mean():.4f}  "
+            print(f"{name:6s} {cand}: val cosine {cosine(truth, pred):.4f}  MAE {mae(truth, pred):.4f}  "
                   f"{wall:.0f} s", flush=True)
 
 

@@ -12,6 +12,7 @@ from stbench.methods import suica as suica_module
 from stbench.methods._inr import inr_for, normalise_coordinates
 from stbench.tasks import get_task
 from stbench.tasks.denoising import DenoisingInput
+from stbench.tasks.metrics.expression import cosine
 from stbench.tasks.spatial_imputation import SpatialImputationInput
 
 # a few seconds each on 2 cores: 640 observed spots x 30 genes
@@ -44,11 +45,6 @@ def smooth_tissue(n=800, genes=30, seed=0):
     return SpatialImputationInput(observed, query, "random20"), X[held]
 
 
-def _cosine(truth, pred):
-    num = (truth * pred).sum(axis=1)
-    return float(np.mean(num / (np.linalg.norm(truth, axis=1) * np.linalg.norm(pred, axis=1) + 1e-12)))
-
-
 @pytest.fixture(scope="module")
 def field():
     return smooth_tissue()
@@ -66,7 +62,7 @@ def test_beats_the_global_mean_on_held_out_spots(field, name):
     pred = _run(name, inputs)
     assert pred.shape == truth.shape and np.isfinite(pred).all() and (pred >= 0).all()
     assert np.abs(pred - truth).mean() < 0.9 * np.abs(mean - truth).mean()
-    assert _cosine(truth, pred) > _cosine(truth, mean)
+    assert cosine(truth, pred) > cosine(truth, mean)
 
 
 def test_suica_denoises_better_than_the_noisy_input(field):
