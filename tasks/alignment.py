@@ -18,7 +18,9 @@ coordinate array alone.
 Metrics: LTARI (primary) = ARI between the query's true labels and the labels
 of each query spot's reference partner, the partner being argmax pi when a
 plan is returned and otherwise the nearest reference spot in aligned
-coordinates (the rule is recorded as ``ltari_rule``); ``ltari_nn`` always uses
+coordinates (the rule is recorded as ``ltari_rule``); query spots left
+unmatched by a partial plan (an empty row) are scored out, and
+``ltari_mapped`` records the share that was matched; ``ltari_nn`` always uses
 the nearest-neighbour rule, so coordinate quality is comparable across
 methods; ``coord_rmse`` where the query's true position in the reference
 frame is known (synthetic slices, MERFISH z-planes in one frame).
@@ -35,7 +37,7 @@ import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
 from stbench.tasks.base import Problem, Task, hash_arrays, label_array, make_view, split_rng
-from stbench.tasks.metrics.alignment import coord_rmse, ltari, transfer_partner
+from stbench.tasks.metrics.alignment import coord_rmse, ltari, ltari_mapped, transfer_partner
 
 
 @dataclass
@@ -61,7 +63,7 @@ def random_rigid(xy: np.ndarray, rng) -> tuple[np.ndarray, dict]:
 
 class Alignment(Task):
     name = "alignment"
-    version = "1"
+    version = "2"  # 2: an empty plan row means "unmatched" (scored out); ltari_mapped
     splits = ("rigid",)
     primary_metric = "ltari"
     instance_unit = "pairs"
@@ -155,6 +157,7 @@ class Alignment(Task):
         scores = {
             "ltari": ltari(sol["reference_labels"], sol["query_labels"], partner),
             "ltari_rule": rule,
+            "ltari_mapped": ltari_mapped(partner),
             "ltari_nn": ltari(sol["reference_labels"], sol["query_labels"], nn_partner),
         }
         if sol["query_true_spatial"] is not None:

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from stbench.tasks.metrics import METRICS
-from stbench.tasks.metrics.alignment import coord_rmse, ltari, transfer_partner
+from stbench.tasks.metrics.alignment import coord_rmse, ltari, ltari_mapped, transfer_partner
 from stbench.tasks.metrics.expression import (cosine, cosine_gene, expression_scores, mae, mae_nz, mse, mse_nz,
                                               pearson, pearson_gene, spearman, spearman_gene)
 from stbench.tasks.metrics.integration import batch_asw, integration_scores, label_asw
@@ -112,6 +113,11 @@ def test_ltari_and_rmse_by_hand():
     assert rule == "argmax_pi" and partner.tolist() == [1, 0, 0, 1]
     # transferred b,a,a vs true a,a,b -> ARI of (0,0,1) vs (1,0,0) = -0.5
     assert ltari(ref_lab, q_lab, partner) == pytest.approx(-0.5)
+    # a partial plan: the empty row (spot 1) has no partner and is scored out, not sent to reference spot 0
+    partial = np.array([[1, 0], [0, 0], [0, 1], [0, 1]], float)
+    partner, _ = transfer_partner(ref_xy, aligned, sp.csr_matrix(partial))
+    assert partner.tolist() == [0, -1, 1, 1] and ltari_mapped(partner) == pytest.approx(0.75)
+    assert ltari(ref_lab, q_lab, partner) == pytest.approx(1.0)  # a->a, b->b over spots 0 and 2
     assert coord_rmse([[0, 0], [0, 0]], [[3, 4], [0, 0]]) == pytest.approx(np.sqrt(12.5))
 
 

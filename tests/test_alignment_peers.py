@@ -1,0 +1,91 @@
+"""PASTE and PASTE2: they recover known rigid transforms, and their plans have the marginals they should."""
+
+import numpy as np
+import pytest
+
+from stbench.datasets.loading import Dataset, _normalise
+from stbench.datasets.registry import get_dataset_spec
+from stbench.datasets.synthetic import content_sha256, simulate_tissue
+from stbench.methods import METHODS, RunContext
+from stbench.methods._fgw import rigid_from_plan
+from stbench.tasks import get_task
+
+TASK = get_task("alignment")
+PITCH_UM = 100.0  # the synthetic spot pitch: slices are different samplings of one tissue
+
+
+def run(method, problem, **overrides):
+    m = METHODS[method]
+    ctx = RunContext(0, "cpu", None, {**m.params, **overrides}, "alignment", "rigid")
+    out = TASK.check_output(problem, m.run("alignment", problem.inputs, ctx))
+    return out, TASK.score(problem, out)
+
+
+@pytest.fixture(scope="module")
+def pair(tiny):
+    return TASK.make_problem(tiny, "slice0>slice1", "rigid", 0)
+
+
+@pytest.fixture(scope="module")
+def partial_pair():
+    """The query keeps about 60 % of the tissue (a half-plane cut), then the task moves it."""
+    adata = simulate_tissue(n_spots=500, n_genes=120, n_slices=2, seed=3, overlap=0.6)
+    ds = Dataset(get_dataset_spec("synthetic"), _normalise(adata), content_sha256(adata))
+    return TASK.make_problem(ds, "slice0>slice1", "rigid", 0)
+
+
+def test_rigid_from_a_permutation_plan_is_exact():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0, 1000, size=(50, 2))
+    th = np.radians(123.0)
+    R = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    perm = rng.permutation(50)
+    query = (ref[perm] - 300.0) @ R  # query spot i is reference spot perm[i], moved
+    plan = np.zeros((50, 50))
+    plan[np.arange(50), perm] = 1 / 50
+    R_hat, t_hat = rigid_from_plan(query, ref, plan)
+    assert np.allclose(query @ R_hat.T + t_hat, ref[perm], atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["paste", "paste2"])
+def test_aligner_recovers_the_known_transform(pair, method):
+    out, s = run(method, pair)
+    _, identity = run("identity", pair)
+    # within one spot pitch of the true placement (the task moved the query by thousands of um)
+    assert s["coord_rmse"] < PITCH_UM < identity["coord_rmse"]
+    assert s["ltari_nn"] > 0.6 and s["ltari"] > identity["ltari"] + 0.3
+    assert s["ltari_rule"] == "argmax_pi"
+
+
+def test_paste_plan_has_uniform_marginals(pair):
+    out, _ = run("paste", pair)
+    plan = out["plan"].toarray()
+    n_q, n_r = plan.shape
+    assert np.allclose(plan.sum(axis=1), 1 / n_q, atol=1e-9)
+    assert np.allclose(plan.sum(axis=0), 1 / n_r, atol=1e-9)
+
+
+def test_paste2_plan_moves_only_the_overlap_mass(pair):
+    out, s = run("paste2", pair, overlap=0.7)
+    plan = out["plan"].toarray()
+    n_q, n_r = plan.shape
+    assert plan.sum() == pytest.approx(0.7, abs=1e-6)
+    assert (plan.sum(axis=1) <= 1 / n_q + 1e-9).all() and (plan.sum(axis=0) <= 1 / n_r + 1e-9).all()
+    # unmatched query spots are scored out of LTARI and counted
+    assert s["ltari_mapped"] == pytest.approx((plan.sum(axis=1) > 0).mean())
+    assert s["ltari_mapped"] < 1
+
+
+def test_paste2_beats_paste_when_the_query_covers_part_of_the_reference(partial_pair):
+    _, full = run("paste", partial_pair)
+    _, partial = run("paste2", partial_pair, overlap=0.6)
+    assert partial["coord_rmse"] < 0.7 * full["coord_rmse"]
+
+
+def test_subsampled_paste_still_aligns_and_maps_every_query_spot(pair):
+    n_q, n_r = pair.inputs.query.n_obs, pair.inputs.reference.n_obs
+    out, s = run("paste", pair, max_spots=200)
+    assert out["plan"].shape == (n_q, n_r)
+    assert s["ltari_mapped"] == 1.0  # unsampled query spots copy their nearest sampled neighbour's row
+    assert (np.asarray(out["plan"].sum(axis=0)).ravel() > 0).sum() == 200  # only sampled reference spots
+    assert s["coord_rmse"] < 1.5 * PITCH_UM
