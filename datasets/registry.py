@@ -40,8 +40,13 @@ class DatasetSpec:
     # Slices whose `spatial` frames are directly comparable, so a known transform
     # gives an exact alignment answer (synthetic, MERFISH z-planes).
     frames_aligned: bool = False
+    # obsm key of an external registration of every slice onto the first slice of its
+    # group (HER2ST: the authors' ``spatial_warped``), a second reference for alignment.
+    registration: str | None = None
     # False for volume-normalised values (MERFISH): binomial thinning needs integer counts.
     integer_counts: bool = True
+    # Generated datasets (filename None): keyword arguments of ``simulate_tissue`` (seed 0).
+    simulate: dict = field(default_factory=dict)
     description: str = ""
 
     @property
@@ -84,6 +89,24 @@ register_dataset(DatasetSpec(
     frames_aligned=True,
     description="3 slices of about 1,600 spots x 300 genes related by known rigid transforms; "
     "5 curved layers + 2 blobs; zero-inflated negative-binomial counts; per-slice batch effects.",
+))
+
+register_dataset(DatasetSpec(
+    name="synthetic_partial",
+    version="1",
+    platform="synthetic (square grid)",
+    organism="none",
+    tissue="the simulated tissue; the second slice keeps about 60 % of it (a half-plane cut)",
+    slices=("slice0", "slice1"),
+    label_key="domain",
+    tasks=("alignment",),
+    source={"paper": "stbench built-in simulator (stbench.datasets.synthetic)", "licence": "MIT"},
+    grid_columns=("array_row", "array_col"),
+    grid_kind="square",
+    frames_aligned=True,
+    simulate={"n_slices": 2, "overlap": 0.6},
+    description="2 slices of the built-in tissue related by a known rigid transform; the second covers "
+    "about 60 % of the first (partial overlap, for partial aligners such as PASTE2).",
 ))
 
 register_dataset(DatasetSpec(
@@ -174,7 +197,8 @@ register_dataset(DatasetSpec(
     slices=tuple(f"{p}{i}" for p in "ABCD" for i in range(1, 7))
     + tuple(f"{p}{i}" for p in "EFGH" for i in range(1, 4)),
     label_key="domain",
-    tasks=("spatial_imputation",),
+    tasks=("spatial_imputation", "alignment"),
+    registration="spatial_warped",
     source={
         "paper": "Andersson A et al. Spatial deconvolution of HER2-positive breast cancer reveals "
         "novel intercellular relationships. Nat Commun 12, 6012 (2021).",

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from sklearn.neighbors import NearestNeighbors
 
 from stbench.methods import Method
+from stbench.methods._rigid import kabsch
 
 positive_control = Method(
     name="positive_control", kind="control", label="Positive control", uses_truth=True,
@@ -37,10 +38,20 @@ def one_hot_labels(inputs, ctx):
 
 @positive_control.solves("alignment")
 def true_placement(inputs, ctx):
-    """True coordinates (where known; else the query's own frame), and a plan sending each
-    query spot to the nearest reference spot of the same true label."""
+    """True coordinates (where known; else the external registration where the dataset has one;
+    else the query's own frame), and a plan sending each query spot to the nearest reference
+    spot of the same true label."""
     sol = ctx.solution
-    xy = sol["query_true_spatial"] if sol["query_true_spatial"] is not None else sol["query_original_spatial"]
+    xy = sol["query_true_spatial"]
+    registered = sol.get("query_registered_spatial")
+    if xy is None and registered is not None:
+        # the registration's own positions; spots it leaves out (NaN) follow its best rigid fit
+        placed = np.isfinite(registered).all(axis=1)
+        R, t = kabsch(sol["query_original_spatial"][placed], registered[placed])
+        xy = sol["query_original_spatial"] @ R.T + t
+        xy[placed] = registered[placed]
+    if xy is None:
+        xy = sol["query_original_spatial"]
     ref_xy, ref_lab, q_lab = sol["reference_spatial"], sol["reference_labels"], sol["query_labels"]
     partner = NearestNeighbors(n_neighbors=1).fit(ref_xy).kneighbors(xy, return_distance=False)[:, 0]
     for label in {v for v in q_lab if v is not None}:

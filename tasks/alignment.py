@@ -23,7 +23,10 @@ unmatched by a partial plan (an empty row) are scored out, and
 ``ltari_mapped`` records the share that was matched; ``ltari_nn`` always uses
 the nearest-neighbour rule, so coordinate quality is comparable across
 methods; ``coord_rmse`` where the query's true position in the reference
-frame is known (synthetic slices, MERFISH z-planes in one frame).
+frame is known (synthetic slices, MERFISH z-planes in one frame);
+``registration_rmse`` against an external registration where the dataset has
+one (HER2ST: the authors' ``spatial_warped``, in image pixels; a second
+reference, not ground truth).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
 from stbench.tasks.base import Problem, Task, hash_arrays, label_array, make_view, split_rng
-from stbench.tasks.metrics.alignment import coord_rmse, ltari, ltari_mapped, transfer_partner
+from stbench.tasks.metrics.alignment import coord_rmse, ltari, ltari_mapped, registration_rmse, transfer_partner
 
 
 @dataclass
@@ -75,7 +78,15 @@ class Alignment(Task):
         "synthetic": ["slice0>slice1", "slice0>slice2"],
         "dlpfc": ["151673>151674", "151675>151676"],
         "merfish_hypothalamus": ["bregma_0.26>bregma_0.21"],
+        "synthetic_partial": ["slice0>slice1"],
+        # first serial section (the registration's anchor) > the next one, per patient;
+        # patient G's anchor is G2 (its spatial_warped equals spatial there).
+        "her2st": ["A1>A2", "B1>B2", "C1>C2", "D1>D2", "E1>E2", "F1>F2", "G2>G3", "H1>H2"],
     }
+    # HER2ST's pathologist labels exist on one section per patient, never on both
+    # slices of a pair; the study's per-patient expression clusters are shared
+    # across a patient's sections, so LTARI uses them there (a data-derived label).
+    LABEL_KEYS = {"her2st": "cluster_her2st"}
 
     def applies(self, spec, split):
         return spec.label_key is not None
@@ -116,9 +127,22 @@ class Alignment(Task):
                 true_xy = np.asarray(query.obsm["spatial_warped"], float)
             elif "spatial_warped" not in query.obsm:
                 true_xy = np.asarray(query.obsm["spatial"], float)
-        solution = {"query_labels": label_array(query.obs, spec.label_key),
-                    "reference_labels": label_array(ref.obs, spec.label_key),
+        registered_xy = None
+        if spec.registration:
+            # An external registration onto the first slice of the group is a second
+            # reference only when this pair's reference is that first slice.
+            reg = np.asarray(ref.obsm[spec.registration], float)
+            rows = np.isfinite(reg).all(axis=1)
+            if not np.allclose(reg[rows], ref.obsm["spatial"][rows]):
+                raise ValueError(f"alignment pair {instance!r} of {spec.name!r}: the reference must be the slice "
+                                 f"that obsm[{spec.registration!r}] registers onto. Expected a pair whose "
+                                 "reference has registered == spatial coordinates")
+            registered_xy = np.asarray(query.obsm[spec.registration], float)  # NaN rows are scored out
+        label_key = self.LABEL_KEYS.get(spec.name, spec.label_key)
+        solution = {"query_labels": label_array(query.obs, label_key),
+                    "reference_labels": label_array(ref.obs, label_key),
                     "query_true_spatial": true_xy,
+                    "query_registered_spatial": registered_xy,
                     "query_original_spatial": np.asarray(query.obsm["spatial"], float),
                     "reference_spatial": np.asarray(ref.obsm["spatial"], float),
                     "transform": transform}
@@ -162,6 +186,8 @@ class Alignment(Task):
         }
         if sol["query_true_spatial"] is not None:
             scores["coord_rmse"] = coord_rmse(sol["query_true_spatial"], output["aligned"])
+        if sol.get("query_registered_spatial") is not None:
+            scores["registration_rmse"] = registration_rmse(sol["query_registered_spatial"], output["aligned"])
         return scores
 
     def spatial_map(self, problem, output):

@@ -16,7 +16,8 @@ PITCH_UM = 100.0  # the synthetic spot pitch: slices are different samplings of 
 
 def run(method, problem, **overrides):
     m = METHODS[method]
-    ctx = RunContext(0, "cpu", None, {**m.params, **overrides}, "alignment", "rigid")
+    ctx = RunContext(0, "cpu", None, {**m.params, **overrides}, "alignment", "rigid",
+                     solution=problem.solution if m.uses_truth else None)
     out = TASK.check_output(problem, m.run("alignment", problem.inputs, ctx))
     return out, TASK.score(problem, out)
 
@@ -89,3 +90,29 @@ def test_subsampled_paste_still_aligns_and_maps_every_query_spot(pair):
     assert s["ltari_mapped"] == 1.0  # unsampled query spots copy their nearest sampled neighbour's row
     assert (np.asarray(out["plan"].sum(axis=0)).ravel() > 0).sum() == 200  # only sampled reference spots
     assert s["coord_rmse"] < 1.5 * PITCH_UM
+
+
+def test_partial_overlap_dataset_is_registered_with_a_known_answer():
+    from stbench.datasets.loading import load_dataset
+
+    ds = load_dataset("synthetic_partial")
+    p = TASK.make_problem(ds, "slice0>slice1", "rigid", 0)
+    ratio = p.inputs.query.n_obs / p.inputs.reference.n_obs
+    assert 0.5 < ratio < 0.7  # the query keeps about 60 % of the tissue
+    _, truth = run("positive_control", p)
+    assert truth["coord_rmse"] == 0.0 and truth["ltari"] == 1.0
+
+
+def test_her2st_pairs_score_against_the_authors_registration(data_dir):
+    from stbench.datasets.loading import load_dataset
+
+    ds = load_dataset("her2st", data_dir)
+    p = TASK.make_problem(ds, "A1>A2", "rigid", 0)
+    labels = [v for v in p.solution["query_labels"] if isinstance(v, str)]
+    assert len(set(labels)) >= 4 and all(v.startswith("A_") for v in labels)  # the per-patient clusters
+    _, truth = run("positive_control", p)
+    _, identity = run("identity", p)
+    assert truth["registration_rmse"] < 1e-6 < 1000 < identity["registration_rmse"]
+    assert "coord_rmse" not in truth  # the registration is a second reference, not ground truth
+    with pytest.raises(ValueError, match="reference must be the slice"):
+        TASK.make_problem(ds, "A2>A3", "rigid", 0)

@@ -119,6 +119,8 @@ def test_ltari_and_rmse_by_hand():
     assert partner.tolist() == [0, -1, 1, 1] and ltari_mapped(partner) == pytest.approx(0.75)
     assert ltari(ref_lab, q_lab, partner) == pytest.approx(1.0)  # a->a, b->b over spots 0 and 2
     assert coord_rmse([[0, 0], [0, 0]], [[3, 4], [0, 0]]) == pytest.approx(np.sqrt(12.5))
+    # a spot without a reference position (NaN) is scored out
+    assert coord_rmse([[0, 0], [np.nan, np.nan]], [[3, 4], [0, 0]]) == pytest.approx(5.0)
 
 
 def test_integration_metrics():

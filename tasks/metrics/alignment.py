@@ -53,8 +53,22 @@ def _known(v) -> bool:
     return v is not None and not (isinstance(v, float) and np.isnan(v))
 
 
+def _rmse(reference, aligned) -> float:
+    d = np.asarray(reference, float) - np.asarray(aligned, float)
+    sq = np.sum(d**2, axis=1)
+    sq = sq[np.isfinite(sq)]  # spots without a reference position are scored out
+    return float(np.sqrt(np.mean(sq))) if sq.size else float("nan")
+
+
 @metric("coord_rmse", higher_is_better=False, range=(0, INF))
 def coord_rmse(true_coords, aligned) -> float:
-    """sqrt(mean_i |x_i - xhat_i|^2): distance of aligned query spots to their true reference-frame position."""
-    d = np.asarray(true_coords, float) - np.asarray(aligned, float)
-    return float(np.sqrt(np.mean(np.sum(d**2, axis=1))))
+    """sqrt(mean_i |x_i - xhat_i|^2): distance of aligned query spots to their true reference-frame position
+    (over spots whose true position is known)."""
+    return _rmse(true_coords, aligned)
+
+
+@metric("registration_rmse", higher_is_better=False, range=(0, INF))
+def registration_rmse(registered_coords, aligned) -> float:
+    """sqrt(mean_i |r_i - xhat_i|^2) against an external registration r (e.g. the HER2ST authors'), over
+    spots it places; agreement with another method's answer, not with ground truth."""
+    return _rmse(registered_coords, aligned)
