@@ -116,3 +116,46 @@ def test_her2st_pairs_score_against_the_authors_registration(data_dir):
     assert "coord_rmse" not in truth  # the registration is a second reference, not ground truth
     with pytest.raises(ValueError, match="reference must be the slice"):
         TASK.make_problem(ds, "A2>A3", "rigid", 0)
+
+
+def test_mutual_nearest_neighbours_by_hand():
+    from stbench.methods._embedding_alignment import mutual_nearest_neighbours
+
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = np.array([[0.0, 2.0], [3.0, 0.1]])
+    # a0 <-> b1 and a1 <-> b0 are mutual 1-NN by cosine; a2 points at 45 degrees, nobody's first choice
+    assert sorted(map(tuple, mutual_nearest_neighbours(a, b, k=1))) == [(0, 1), (1, 0)]
+
+
+def test_embedding_alignment_survives_wrong_matches(tiny):
+    from stbench.methods._embedding_alignment import align_by_embedding
+
+    ref = tiny.slice("slice0").obsm["spatial"]
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(ref))
+    th = np.radians(-70.0)
+    R = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    query = ref[perm] @ R.T + np.array([3000.0, -500.0])
+    z_ref = np.eye(len(ref)) + 0.01  # each spot its own direction ...
+    z_query = z_ref[perm].copy()
+    wrong = rng.random(len(ref)) < 0.3  # ... but 30 % of query spots look like a random other spot
+    z_query[wrong] = z_ref[rng.integers(0, len(ref), wrong.sum())]
+    out = align_by_embedding(query, ref, z_query, z_ref, seed=0, k=1, refine=False)
+    assert np.abs(out["aligned"] - ref[perm]).max() < 1e-6  # RANSAC keeps only the consistent pairs
+    assert out["inliers"].mean() > 0.6
+
+
+def test_staligner_aligns_the_synthetic_pair(pair):
+    _, s = run("staligner", pair)
+    assert s["coord_rmse"] < PITCH_UM and s["ltari_nn"] > 0.6
+
+
+def test_staligner_integrates_better_than_unintegrated_pca(tiny):
+    task = get_task("multislice_integration")
+    p = task.make_problem(tiny, "slice0+slice1+slice2", "all_slices", 0)
+    scores = {}
+    for name in ("staligner", "unintegrated_pca"):
+        m = METHODS[name]
+        out = m.run(task.name, p.inputs, RunContext(0, "cpu", None, dict(m.params), task.name, "all_slices"))
+        scores[name] = task.score(p, task.check_output(p, out))
+    assert scores["staligner"]["ari"] > scores["unintegrated_pca"]["ari"] + 0.1
