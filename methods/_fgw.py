@@ -31,10 +31,10 @@ from __future__ import annotations
 import numpy as np
 import ot
 import scipy.sparse as sp
-from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from stbench.methods._rigid import kabsch
+from stbench.methods._spatial import pca
 
 PSEUDOCOUNT = 0.01  # PASTE's KL: counts + 0.01, then each spot normalised to a distribution
 
@@ -54,8 +54,7 @@ def expression_cost(query, reference, kind: str, seed: int) -> np.ndarray:
         Y /= Y.sum(axis=1, keepdims=True)
         return (X * np.log(X)).sum(axis=1)[:, None] - X @ np.log(Y).T
     if kind == "pca":
-        both = np.vstack([_dense(query.X), _dense(reference.X)])
-        z = PCA(n_components=min(30, min(both.shape) - 1), random_state=seed).fit_transform(both)
+        z = pca(sp.vstack([sp.csr_matrix(query.X), sp.csr_matrix(reference.X)]), 30, seed)
         return ot.dist(z[:query.n_obs], z[query.n_obs:], metric="euclidean")
     raise ValueError(f"expression cost {kind!r} is unknown. Expected 'kl' or 'pca'")
 
@@ -117,8 +116,6 @@ def full_plan(G, q_idx, r_idx, query_xy_all, n_ref) -> sp.csr_matrix:
         nearest = NearestNeighbors(n_neighbors=1).fit(query_xy_all[q_idx]).kneighbors(
             query_xy_all, return_distance=False)[:, 0]
         G = G[nearest]
-    else:
-        G = G[np.argsort(q_idx)]  # q_idx is the identity here; kept general
     cols = sp.csr_matrix((np.ones(len(r_idx)), (np.arange(len(r_idx)), r_idx)), shape=(len(r_idx), n_ref))
     return sp.csr_matrix(G @ cols)
 
