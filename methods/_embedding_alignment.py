@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from sklearn.neighbors import NearestNeighbors
 
 from stbench.methods._rigid import icp, kabsch
+from stbench.methods._spatial import spot_spacing
 
 
 def _unit(z: np.ndarray) -> np.ndarray:
@@ -40,12 +41,6 @@ def mutual_nearest_neighbours(z_a: np.ndarray, z_b: np.ndarray, k: int) -> np.nd
                        shape=(len(a), len(b)))
     both = ab.multiply(ba).tocoo()
     return np.column_stack([both.row, both.col]).astype(np.int64)
-
-
-def spot_spacing(xy: np.ndarray) -> float:
-    """Median distance of a spot to its nearest neighbour: the slice's natural length unit."""
-    d = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)[0][:, 1]
-    return float(np.median(d))
 
 
 def ransac_rigid(src: np.ndarray, dst: np.ndarray, threshold: float, iterations: int, seed: int):

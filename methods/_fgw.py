@@ -9,11 +9,17 @@ Two choices here decide whether the solver moves at all (the trap in the
 issue: on DLPFC pixel coordinates with alpha = 0.1 the official code stops
 after one Frank-Wolfe step on a poor plan):
 
-* **Scale.** Spatial distances of both slices are divided by one common
-  constant (the larger of the two slices' median pairwise distances) and the
-  expression cost by its median, so ``alpha`` weighs two terms of order one
-  whatever the coordinate units (microns, pixels, array indices). One constant
-  for both slices keeps their distances comparable, which is what GW compares.
+* **Scale** (``rescale``). Spatial distances of both slices are divided by one
+  common constant, so that the result does not depend on the coordinate units
+  (microns, pixels, array indices); one constant for both slices keeps their
+  distances comparable, which is what GW compares.
+  ``"pitch"``: the constant is the reference's spot spacing (median
+  nearest-neighbour distance), i.e. distances in spot pitches, the regime of
+  PASTE's own Visium array coordinates; the expression cost is left as is.
+  ``"median"``: the constant is the larger median pairwise distance and the
+  expression cost is divided by its median, so ``alpha`` weighs two terms of
+  order one (space then weighs far less than in pitch units at equal alpha).
+  ``"none"``: raw distances and cost, as the official code.
 * **Start.** ``init="expression"`` starts Frank-Wolfe from the exact OT plan of
   the expression cost alone (``ot.emd``) instead of the uniform product plan.
 
@@ -34,9 +40,14 @@ import scipy.sparse as sp
 from sklearn.neighbors import NearestNeighbors
 
 from stbench.methods._rigid import kabsch
-from stbench.methods._spatial import pca
+from stbench.methods._spatial import pca, spot_spacing
 
 PSEUDOCOUNT = 0.01  # PASTE's KL: counts + 0.01, then each spot normalised to a distribution
+# POT's network simplex stops at 100,000 iterations by default: on 4,000 x 4,000
+# plans that returns non-optimal start plans and Frank-Wolfe directions (a warning),
+# and the partial start plan fails outright ("increase the number of dummy points").
+EMD_MAX_ITER = 10_000_000
+RESCALE_MODES = ("pitch", "median", "none")
 
 
 def expression_cost(query, reference, kind: str, seed: int) -> np.ndarray:
@@ -68,21 +79,28 @@ def subsample(n: int, max_spots: int, rng) -> np.ndarray:
     return np.arange(n) if n <= max_spots else np.sort(rng.choice(n, size=max_spots, replace=False))
 
 
-def fgw_plan(M, query_xy, ref_xy, alpha: float, init: str, overlap: float | None = None, rescale: bool = True):
+def fgw_plan(M, query_xy, ref_xy, alpha: float, init: str, overlap: float | None = None, rescale: str = "pitch"):
     """The FGW plan (n_q, n_r) between two slices, and POT's log (``loss`` per Frank-Wolfe step).
 
     ``overlap`` None: balanced FGW with uniform marginals (PASTE).
     ``overlap`` s in (0, 1]: partial FGW moving mass s (PASTE2).
-    ``rescale`` False keeps raw distances and cost, as the official PASTE does.
+    ``rescale``: one of ``RESCALE_MODES`` (module docstring); ``"none"`` keeps raw
+    distances and cost, as the official PASTE does.
     """
+    if rescale not in RESCALE_MODES:
+        raise ValueError(f"rescale {rescale!r} is unknown. Expected one of {RESCALE_MODES}")
     Dq, Dr = ot.dist(query_xy, query_xy, metric="euclidean"), ot.dist(ref_xy, ref_xy, metric="euclidean")
-    if rescale:
+    if rescale == "pitch":
+        scale = spot_spacing(ref_xy)
+        Dq, Dr = Dq / scale, Dr / scale
+    elif rescale == "median":
         scale = max(np.median(Dq), np.median(Dr))
         Dq, Dr = Dq / scale, Dr / scale
         M = M / np.median(M)
     a, b = ot.unif(len(query_xy)), ot.unif(len(ref_xy))
     if init == "expression":
-        G0 = ot.emd(a, b, M) if overlap is None else ot.partial.partial_wasserstein(a, b, M, m=overlap)
+        G0 = (ot.emd(a, b, M, numItermax=EMD_MAX_ITER) if overlap is None
+              else ot.partial.partial_wasserstein(a, b, M, m=overlap, numItermax=EMD_MAX_ITER))
         if overlap is not None:
             G0 *= 1 - 1e-9  # POT asserts G0's marginals <= p, q exactly; the LP returns them to rounding
     elif init == "product":
@@ -91,10 +109,11 @@ def fgw_plan(M, query_xy, ref_xy, alpha: float, init: str, overlap: float | None
         raise ValueError(f"init {init!r} is unknown. Expected 'expression' or 'product'")
     if overlap is None:
         G, log = ot.gromov.fused_gromov_wasserstein(M, Dq, Dr, a, b, loss_fun="square_loss", alpha=alpha,
-                                                    G0=G0, log=True)
+                                                    G0=G0, log=True, numItermaxEmd=EMD_MAX_ITER)
     else:
         G, log = ot.gromov.partial_fused_gromov_wasserstein(M, Dq, Dr, a, b, m=overlap, loss_fun="square_loss",
-                                                            alpha=alpha, G0=G0, log=True, warn=False)
+                                                            alpha=alpha, G0=G0, log=True, warn=False,
+                                                            numItermaxEmd=EMD_MAX_ITER)
     log["G0"] = G0
     return np.asarray(G), log
 
@@ -133,7 +152,7 @@ def align(inputs, ctx, overlap: float | None, report: dict | None = None):
     q_xy, r_xy = np.asarray(q.obsm["spatial"], float), np.asarray(r.obsm["spatial"], float)
     M = expression_cost(qs, rs, p["expression_cost"], ctx.seed)
     G, log = fgw_plan(M, q_xy[q_idx], r_xy[r_idx], float(p["alpha"]), p["init"], overlap,
-                      rescale=bool(p.get("rescale", True)))
+                      rescale=p["rescale"])
     if report is not None:
         G0 = np.outer(*(np.full(n, 1.0 / n) for n in G.shape)) if log["G0"] is None else log["G0"]
         report.update(subsampled=(len(q_idx), len(r_idx)), fw_steps=len(log.get("loss", [])) - 1,

@@ -12,9 +12,10 @@ import math
 
 import numpy as np
 import torch
-from sklearn.neighbors import NearestNeighbors
 import torch.nn.functional as F
 from torch import nn
+
+from stbench.methods._spatial import spot_spacing
 
 
 def training_view(inputs, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,9 +49,7 @@ def normalise_coordinates(fit_xy: np.ndarray, *others: np.ndarray) -> list[np.nd
 
 def spots_across(xy: np.ndarray) -> float:
     """How many spot pitches fit across the slice: its longer extent / median nearest-neighbour distance."""
-    d, _ = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)
-    pitch = float(np.median(d[:, 1]))
-    return float((xy.max(axis=0) - xy.min(axis=0)).max()) / max(pitch, 1e-12)
+    return float((xy.max(axis=0) - xy.min(axis=0)).max()) / max(spot_spacing(xy), 1e-12)
 
 
 DENSE_SPOTS_ACROSS = 150

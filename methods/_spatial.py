@@ -19,6 +19,12 @@ def knn_average_matrix(coords: np.ndarray, k: int = 6, include_self: bool = True
     return sp.csr_matrix((np.full(rows.size, 1.0 / idx.shape[1]), (rows, idx.ravel())), shape=(n, n))
 
 
+def spot_spacing(xy: np.ndarray) -> float:
+    """Median distance of a spot to its nearest neighbour: the slice's natural length unit (its pitch)."""
+    d = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)[0][:, 1]
+    return float(np.median(d))
+
+
 def pca(X, n_components: int = 30, seed: int = 0) -> np.ndarray:
     X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
     n = max(1, min(n_components, X.shape[0] - 1, X.shape[1] - 1))

@@ -7,7 +7,7 @@ from stbench.datasets.loading import Dataset, _normalise
 from stbench.datasets.registry import get_dataset_spec
 from stbench.datasets.synthetic import content_sha256, simulate_tissue
 from stbench.methods import METHODS, RunContext
-from stbench.methods._fgw import rigid_from_plan
+from stbench.methods._fgw import fgw_plan, rigid_from_plan
 from stbench.tasks import get_task
 
 TASK = get_task("alignment")
@@ -64,6 +64,20 @@ def test_paste_plan_has_uniform_marginals(pair):
     n_q, n_r = plan.shape
     assert np.allclose(plan.sum(axis=1), 1 / n_q, atol=1e-9)
     assert np.allclose(plan.sum(axis=0), 1 / n_r, atol=1e-9)
+
+
+def test_spot_pitch_units_make_the_plan_independent_of_the_coordinate_unit():
+    """PASTE's default scale: the same slices in microns or in pixels (x 7.3) give the same plan;
+    raw distances do not (alpha would mean something else on every platform)."""
+    rng = np.random.default_rng(0)
+    q, r = rng.uniform(0, 1000, (60, 2)), rng.uniform(0, 1000, (50, 2))
+    M = rng.uniform(0, 1, (60, 50))
+    plans = {unit: {mode: fgw_plan(M, q * unit, r * unit, 0.1, "product", rescale=mode)[0] for mode in ("pitch", "none")}
+             for unit in (1.0, 7.3)}
+    assert np.allclose(plans[1.0]["pitch"], plans[7.3]["pitch"], atol=1e-10)
+    assert not np.allclose(plans[1.0]["none"], plans[7.3]["none"], atol=1e-6)
+    with pytest.raises(ValueError, match="rescale 'pixels' is unknown"):
+        fgw_plan(M, q, r, 0.1, "product", rescale="pixels")
 
 
 def test_paste2_plan_moves_only_the_overlap_mass(pair):
