@@ -178,6 +178,8 @@ def _check_and_score(row: dict, problem, output):
     row["time_score_s"] = time.perf_counter() - t0
     row["status"] = "ok"
     row.update(scores)
+    if scores.get("clustered_by_task") == 1.0:  # the task clustered an embedding with the true k for it
+        row["uses_true_k"] = True
     row["primary_value"] = scores.get(task.primary_metric, np.nan)
     return output
 

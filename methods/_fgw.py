@@ -113,7 +113,9 @@ def fgw_plan(M, query_xy, ref_xy, alpha: float, init: str, overlap: float | None
     else:
         G, log = ot.gromov.partial_fused_gromov_wasserstein(M, Dq, Dr, a, b, m=overlap, loss_fun="square_loss",
                                                             alpha=alpha, G0=G0, log=True, warn=False,
-                                                            numItermaxEmd=EMD_MAX_ITER)
+                                                            # POT's partial solver gives its inner linear
+                                                            # programs the outer loop's iteration cap
+                                                            numItermax=EMD_MAX_ITER)
     log["G0"] = G0
     return np.asarray(G), log
 

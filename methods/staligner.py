@@ -36,11 +36,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from stbench.methods import Method, resolve_profile
 from stbench.methods._embedding_alignment import align_by_embedding, mutual_nearest_neighbours
+from stbench.methods._graphs import block_knn_edges
+from stbench.methods.stagate import GraphAttentionAutoencoder
 
 PROFILES = {"paper": {"warmup_epochs": 500, "triplet_epochs": 500, "mnn_every": 100},
             "fast": {"warmup_epochs": 100, "triplet_epochs": 100, "mnn_every": 50}}
@@ -58,37 +59,6 @@ staligner = Method(
     deviations=__doc__.split("Deviations (from zhoux85/STAligner, as described in the seed-methods notes §4):")[1]
     .strip(),
 )
-
-
-class GraphAttentionAutoencoder(nn.Module):
-    def __init__(self, n_genes: int, hidden: int, latent: int):
-        super().__init__()
-        from torch_geometric.nn import GATConv  # lazy: keeps `stbench list` fast
-
-        self.enc_gat, self.enc_out = GATConv(n_genes, hidden, heads=1, concat=False), nn.Linear(hidden, latent)
-        self.dec_in, self.dec_gat = nn.Linear(latent, hidden), GATConv(hidden, n_genes, heads=1, concat=False)
-
-    def encode(self, x, edges):
-        return self.enc_out(F.elu(self.enc_gat(x, edges)))
-
-    def forward(self, x, edges):
-        z = self.encode(x, edges)
-        return z, self.dec_gat(F.elu(self.dec_in(z)), edges)
-
-
-def block_knn_edges(xy: np.ndarray, slice_codes: np.ndarray, k: int) -> torch.Tensor:
-    """Edge index (2, E) of a k-NN graph built within each slice (both directions), none across slices."""
-    rows, cols = [], []
-    for s in np.unique(slice_codes):
-        idx = np.flatnonzero(slice_codes == s)
-        kk = min(k, len(idx) - 1)
-        nn_idx = NearestNeighbors(n_neighbors=kk + 1).fit(xy[idx]).kneighbors(xy[idx], return_distance=False)[:, 1:]
-        rows.append(np.repeat(idx, kk))
-        cols.append(idx[nn_idx.ravel()])
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    adj = sp.coo_matrix((np.ones(r.size), (r, c)), shape=(len(xy), len(xy))).tocsr()
-    adj = ((adj + adj.T) > 0).tocoo()
-    return torch.as_tensor(np.vstack([adj.row, adj.col]), dtype=torch.long)
 
 
 def triplets(z: np.ndarray, slice_codes: np.ndarray, k: int, rng) -> tuple[np.ndarray, ...]:

@@ -3,11 +3,19 @@
 The method sees the whole slice (AnnData: log-normalised HVG expression in
 ``X``, raw counts of those genes in ``layers["counts"]``, ``obsm["spatial"]``)
 and ``n_domains`` = the number of annotated domains. Spots without a label
-stay in the input and are scored out. Clustering embeddings is the method's
-job here; every method is given the true k and those that use it are flagged.
+stay in the input and are scored out.
 
-Output: labels keyed by ``obs_names`` (a pandas Series indexed by the input's
-obs_names, any order) or an array of length n_spots in input order.
+Output, either:
+
+* labels keyed by ``obs_names`` (a pandas Series indexed by the input's
+  obs_names, any order) or an array of length n_spots in input order: the
+  method clustered (it may or may not have used k; its metadata says);
+* ``{"embedding": (n_spots, d) array}``: the task clusters it, the same way for
+  every embedding method (k-means with the true k, 10 restarts, one fixed
+  seed, on all spots), so that methods are compared on their embeddings and
+  not on their clustering back-ends (SPEC §4). The row records
+  ``clustered_by_task = 1`` and the runner flags it ``uses_true_k``.
+
 Metrics on labelled spots: ARI (primary), NMI, CA (Hungarian), boundary CA.
 """
 
@@ -22,7 +30,7 @@ import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
 from stbench.tasks.base import Problem, Task, hash_arrays, known, label_array, make_view, n_label_classes, square_grid
-from stbench.tasks.metrics.labels import ari, boundary_ca, ca, nmi
+from stbench.tasks.metrics.labels import ari, boundary_ca, ca, cluster_embedding, nmi
 
 
 @dataclass
@@ -57,6 +65,16 @@ def labels_in_order(task: Task, output, obs_names: pd.Index) -> np.ndarray:
     return values.astype(str)
 
 
+def check_embedding(task: Task, output, n: int) -> np.ndarray:
+    """An (n, d) finite float embedding, or one error that says what was expected."""
+    emb = np.asarray(output.toarray() if sp.issparse(output) else output, dtype=np.float64)
+    if emb.ndim != 2 or emb.shape[0] != n or emb.shape[1] < 1:
+        task.fail(f"the embedding has shape {emb.shape}, not ({n}, d)")
+    if not np.isfinite(emb).all():
+        task.fail("the embedding has NaN or infinite values")
+    return emb
+
+
 class DomainIdentification(Task):
     name = "domain_identification"
     version = "1"
@@ -65,7 +83,8 @@ class DomainIdentification(Task):
     provides_true_k = True
     summary = "Partition one slice into spatial domains, given the number of domains."
     output_contract = ("one label per spot: a pandas Series indexed by inputs.adata.obs_names (every spot "
-                       "once, no other names), or an array of length n_spots in input order; no missing labels")
+                       "once, no other names), or an array of length n_spots in input order; no missing labels. "
+                       "Or {'embedding': finite array (n_spots, d)}, which the task clusters (k-means, true k)")
     DATASETS = {
         "synthetic": ["slice0", "slice1", "slice2"],
         "dlpfc": ["151673", "151674", "151675", "151676"],
@@ -101,18 +120,26 @@ class DomainIdentification(Task):
         )
 
     def check_output(self, problem, output):
-        return labels_in_order(self, output, problem.inputs.adata.obs_names)
+        """Labels in input order, and whether the task clustered them from an embedding."""
+        if isinstance(output, dict):
+            if set(output) != {"embedding"}:
+                self.fail(f"the output dict has keys {sorted(output)}; expected exactly {{'embedding': array}}")
+            emb = check_embedding(self, output["embedding"], problem.inputs.adata.n_obs)
+            return {"labels": cluster_embedding(emb, problem.inputs.n_domains).astype(str), "clustered_by_task": True}
+        return {"labels": labels_in_order(self, output, problem.inputs.adata.obs_names), "clustered_by_task": False}
 
     def score(self, problem, output) -> dict[str, float]:
         ok = known(problem.solution)
-        t, p = problem.solution[ok].astype(str), output[ok]
+        labels = output["labels"]
+        t, p = problem.solution[ok].astype(str), labels[ok]
         return {"ari": ari(t, p), "nmi": nmi(t, p), "ca": ca(t, p),
                 "boundary_ca": boundary_ca(t, p, problem.scoring["spatial"][ok]),
-                "n_clusters": float(len(np.unique(output)))}
+                "n_clusters": float(len(np.unique(labels))),
+                "clustered_by_task": float(output["clustered_by_task"])}
 
     def spatial_map(self, problem, output):
         truth = np.array(["unlabelled" if v is None else str(v) for v in problem.solution], dtype=object)
-        return {"xy": problem.scoring["spatial"], "truth": truth, "prediction": np.asarray(output).astype(str),
+        return {"xy": problem.scoring["spatial"], "truth": truth, "prediction": output["labels"].astype(str),
                 "kind": "categorical", "title": "domains"}
 
 

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
 from stbench.tasks.base import Problem, Task, hash_arrays, known, label_array, make_view, n_label_classes
-from stbench.tasks.domain_identification import labels_in_order
+from stbench.tasks.domain_identification import check_embedding, labels_in_order
 from stbench.tasks.metrics.integration import integration_scores
 from stbench.tasks.metrics.labels import ari
 
@@ -87,12 +87,7 @@ class MultisliceIntegration(Task):
             if "embedding" not in output:
                 self.fail(f"the output dict has keys {sorted(output)} but no 'embedding'")
             labels, output = output.get("labels"), output["embedding"]
-        n = problem.inputs.adata.n_obs
-        emb = np.asarray(output.toarray() if sp.issparse(output) else output, dtype=np.float64)
-        if emb.ndim != 2 or emb.shape[0] != n or emb.shape[1] < 1:
-            self.fail(f"the embedding has shape {emb.shape}, not ({n}, d)")
-        if not np.isfinite(emb).all():
-            self.fail("the embedding has NaN or infinite values")
+        emb = check_embedding(self, output, problem.inputs.adata.n_obs)
         if labels is not None:
             labels = labels_in_order(self, labels, problem.inputs.adata.obs_names)
         return {"embedding": emb, "labels": labels}

@@ -11,11 +11,10 @@ fixed seed.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_samples, silhouette_score
 
 from stbench.tasks.metrics import metric
-from stbench.tasks.metrics.labels import CLUSTER_SEED, ari, ca, nmi
+from stbench.tasks.metrics.labels import CLUSTER_SEED, ari, ca, cluster_embedding, nmi
 
 ASW_MAX_SPOTS = 5000
 
@@ -54,7 +53,7 @@ def integration_scores(embedding, labels, batches, k: int) -> dict[str, float]:
     """All integration metrics for labelled spots (the task removes unlabelled ones first)."""
     emb = np.asarray(embedding, dtype=np.float64)
     lab, b = np.asarray(labels).astype(str), np.asarray(batches).astype(str)
-    pred = KMeans(n_clusters=k, n_init=10, random_state=CLUSTER_SEED).fit_predict(emb)
+    pred = cluster_embedding(emb, k)
     per_slice = [ari(lab[b == s], pred[b == s]) for s in np.unique(b)]
     return {
         "ari": ari(lab, pred),

@@ -70,12 +70,18 @@ def boundary_ca(truth, pred, coords, k: int = 6) -> float:
     return float(np.mean([mapping.get(x) == y for x, y in zip(p[mask], t[mask])]))
 
 
+def cluster_embedding(embedding, k: int, seed: int = CLUSTER_SEED) -> np.ndarray:
+    """k-means (k clusters, 10 restarts, fixed seed) on an embedding as given: one label per row.
+    The clustering every embedding gets, whichever method made it (SPEC §4)."""
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(np.asarray(embedding, dtype=np.float64))
+
+
 def cluster_expression(matrix, k: int, n_pcs: int = 30, seed: int = CLUSTER_SEED) -> np.ndarray:
     """PCA (30 components) then k-means (k clusters, 10 restarts, fixed seed): one label per row."""
     x = dense(matrix)
     n_comp = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1] - 1))
     pcs = PCA(n_components=n_comp, random_state=seed).fit_transform(x) if x.shape[1] > 1 else x
-    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(pcs)
+    return cluster_embedding(pcs, k, seed)
 
 
 @metric("imputation_ari", higher_is_better=True, range=(-0.5, 1))
