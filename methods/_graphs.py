@@ -67,11 +67,31 @@ def gcn_weights(edge_index: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.T
     return gcn_norm(edge_index, None, n, add_self_loops=True)
 
 
-def torch_sparse(X, device) -> torch.Tensor:
-    """A scipy/numpy matrix as a torch sparse COO float32 tensor."""
+def torch_sparse(X, device, layout=torch.sparse_coo) -> torch.Tensor:
+    """A scipy/numpy matrix as a torch sparse float32 tensor (COO, or CSR with ``layout=torch.sparse_csr``)."""
     coo = sp.coo_matrix(X, dtype=np.float32)
     idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
-    return torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape).coalesce().to(device)
+    out = torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape).coalesce()
+    return (out if layout == torch.sparse_coo else out.to_sparse_csr()).to(device)
+
+
+class _SparseTimesDense(torch.autograd.Function):
+    """x @ w for a constant sparse CSR x; the backward uses x's stored transpose (x^T @ grad), which
+    is much faster than torch's own backward through a sparse product on CPU."""
+
+    @staticmethod
+    def forward(ctx, x, xt, w):
+        ctx.xt = xt
+        return x @ w
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, ctx.xt @ grad
+
+
+def sparse_times_dense(x: torch.Tensor, xt: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w with gradient for w only; x (CSR) is data, xt its transpose (CSR)."""
+    return _SparseTimesDense.apply(x, xt, w)
 
 
 def adjacency(edge_index: torch.Tensor, weight: torch.Tensor, n: int) -> torch.Tensor:

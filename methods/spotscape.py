@@ -11,7 +11,8 @@ Data flow, per training step:
    * reconstruction: MSE of each view's decoding against the *clean* input;
    * **Similarity Telescope**: S = norm(z1) norm(z2)^T over the spots of the
      batch, L_SC = MSE(S, S^T): spot i must see spot j in view 2 as spot j sees
-     spot i in view 2 -- the relations, not the coordinates, are matched;
+     spot i in view 2 -- the relations, not the coordinates, are matched
+     (computed from d x d products, ``telescope_loss``);
    * with several slices, **similarity scale matching**: for each ordered pair
      of slices (a, b), the mean of each a-spot's top-5 similarities within a
      and within b must agree (MSE), so no slice forms its own island;
@@ -29,7 +30,9 @@ aligned coordinates.
 
 Scale: the expression enters the first layer as a sparse matrix, and a gene
 column drop is applied to the first layer's weight rows instead of to the data
-(the same product, (x * m) W = x (m W), without copying x). Up to
+(the same product, (x * m) W = x (m W), without copying x). The reconstruction
+loss is computed from the sparse x and (hidden x hidden) products, never
+forming the spots x genes prediction (``reconstruction_mse``). Up to
 ``full_batch_max`` spots the step is full batch (S is n x n). Above it, each
 epoch cuts a random permutation of the spots into batches of ``batch_size``
 seed spots; a batch is the seeds plus every spot within two edges of them
@@ -76,7 +79,7 @@ from torch import nn
 from stbench.methods import Method, resolve_profile
 from stbench.methods._embedding_alignment import align_by_embedding
 from stbench.methods._graphs import (adjacency, block_radius_edges, gcn_weights, seed_batches, seed_subgraph,
-                                     torch_sparse)
+                                     sparse_times_dense, torch_sparse)
 
 PROFILES = {"paper": {"epochs": 1000, "warmup_epochs": 500},
             "fast": {"epochs": 300, "warmup_epochs": 150}}
@@ -112,13 +115,47 @@ class SpotscapeNet(nn.Module):
         self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.BatchNorm1d(hidden, momentum=0.99), nn.ReLU(),
                                      nn.Linear(hidden, n_genes))
 
-    def encode(self, x: torch.Tensor, adj: torch.Tensor, gene_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """x: sparse (n, genes); adj: sparse normalised (n, n); gene_keep: 0/1 per gene (a column drop)."""
+    def encode(self, x: "SparseBatch", adj: torch.Tensor, gene_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """x: the spots' expression; adj: sparse normalised (n, n); gene_keep: 0/1 per gene (a column drop)."""
         w1 = self.w1 if gene_keep is None else self.w1 * gene_keep[:, None]
-        h = F.relu(self.bn1(torch.sparse.mm(adj, torch.sparse.mm(x, w1)) + self.b1))
+        h = F.relu(self.bn1(torch.sparse.mm(adj, x.times(w1)) + self.b1))
         # GCN layer 2: propagate the linear map (bias after propagation, as PyG's GCNConv)
         h = torch.sparse.mm(adj, h @ self.lin2.weight.T) + self.lin2.bias
         return F.relu(self.bn2(h))
+
+
+class SparseBatch:
+    """A batch's expression as sparse CSR tensors (x and x^T), with its column sums and squared norm."""
+
+    def __init__(self, X: sp.spmatrix, device):
+        X = sp.csr_matrix(X, dtype=np.float32)
+        self.x = torch_sparse(X, device, torch.sparse_csr)
+        self.xt = torch_sparse(X.T, device, torch.sparse_csr)
+        self.colsum = torch.as_tensor(np.asarray(X.sum(axis=0)).ravel(), dtype=torch.float32, device=device)
+        self.sq = float(X.multiply(X).sum())
+
+    def times(self, w: torch.Tensor) -> torch.Tensor:
+        """x @ w"""
+        return sparse_times_dense(self.x, self.xt, w)
+
+    def t_times(self, h: torch.Tensor) -> torch.Tensor:
+        """x^T @ h"""
+        return sparse_times_dense(self.xt, self.x, h)
+
+
+def reconstruction_mse(batch: SparseBatch, hidden: torch.Tensor, out: nn.Linear) -> torch.Tensor:
+    """MSE(x, out(hidden)) over all n x genes entries, without forming the n x genes prediction.
+
+    With P = H W + b (W = out.weight^T): sum (x - P)^2 = |x|^2 - 2 <x, P> + |P|^2, where
+    <x, P> = <x^T H, W> + <colsum(x), b> uses the sparse x, and |P|^2 = <H^T H, W W^T> +
+    2 (1^T H) W b + n |b|^2 uses only (hidden x hidden) products. Exact up to rounding, and the
+    gradients are those of the dense loss; it removes the largest product of the step.
+    """
+    W, b = out.weight.T, out.bias
+    n, g = hidden.shape[0], W.shape[1]
+    cross = (batch.t_times(hidden) * W.T).sum() + (batch.colsum * b).sum()
+    pred_sq = ((hidden.T @ hidden) * (W @ W.T)).sum() + 2 * (hidden.sum(0) @ W) @ b + n * (b @ b)
+    return (batch.sq - 2 * cross + pred_sq) / (n * g)
 
 
 def prototype_sizes(k: int) -> list[int]:
@@ -130,8 +167,16 @@ def prototype_sizes(k: int) -> list[int]:
 
 
 def telescope_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    s = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T
-    return F.mse_loss(s, s.T), s
+    """MSE(S, S^T) for S = A B^T, A = norm(z1), B = norm(z2), without forming the n x n S:
+    |S - S^T|^2 = 2 |S|^2 - 2 tr(S S) = 2 <A^T A, B^T B> - 2 tr((B^T A)^2), all d x d products."""
+    a, b = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    ba = b.T @ a
+    return 2 * (((a.T @ a) * (b.T @ b)).sum() - (ba * ba.T).sum()) / len(a) ** 2
+
+
+def similarity(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """S = norm(z1) norm(z2)^T (n x n): only scale matching needs it whole."""
+    return F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T
 
 
 def scale_matching_loss(s: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
@@ -181,11 +226,10 @@ class Trainer:
         self.model = SpotscapeNet(self.X.shape[1], int(params["hidden"]), int(params["latent"])).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=float(params["weight_decay"]))
         self.full_batch = self.n <= int(params["full_batch_max"])
-        self.x_all = torch_sparse(self.X, device) if self.full_batch else None
+        self.batch_all = SparseBatch(self.X, device) if self.full_batch else None
 
-    def _rows(self, nodes: torch.Tensor) -> torch.Tensor:
-        return self.x_all if self.full_batch and len(nodes) == self.n else torch_sparse(self.X[nodes.cpu().numpy()],
-                                                                                         self.device)
+    def _rows(self, nodes: torch.Tensor) -> SparseBatch:
+        return SparseBatch(self.X[nodes.cpu().numpy()], self.device)
 
     def view(self, seeds: torch.Tensor | None):
         """One augmented view's embedding of the seeds (all spots when seeds is None)."""
@@ -196,7 +240,7 @@ class Trainer:
         keep = (torch.rand(self.X.shape[1], generator=self.gen) >= float(self.p["drop_feature"])).float()
         keep = keep.to(self.device)
         if seeds is None:
-            return self.model.encode(self.x_all, adjacency(edges, weight, self.n), keep)
+            return self.model.encode(self.batch_all, adjacency(edges, weight, self.n), keep)
         nodes, sub_edges, sub_w = seed_subgraph(seeds, edges, weight, self.n, hops=2)
         z = self.model.encode(self._rows(nodes), adjacency(sub_edges, sub_w, len(nodes)), keep)
         return z[:len(seeds)]
@@ -204,13 +248,14 @@ class Trainer:
     def step_loss(self, seeds: torch.Tensor | None, with_prototypes: bool, epoch: int) -> dict:
         z1, z2 = self.view(seeds), self.view(seeds)
         idx = slice(None) if seeds is None else seeds
-        x = (self.x_all if seeds is None else self._rows(seeds)).to_dense()
-        terms = {"reconstruction": 0.5 * (F.mse_loss(self.model.decoder(z1), x) +
-                                          F.mse_loss(self.model.decoder(z2), x))}
-        terms["telescope"], s = telescope_loss(z1, z2)
+        batch = self.batch_all if seeds is None else self._rows(seeds)
+        hidden, out = self.model.decoder[:-1], self.model.decoder[-1]
+        terms = {"reconstruction": 0.5 * (reconstruction_mse(batch, hidden(z1), out) +
+                                          reconstruction_mse(batch, hidden(z2), out)),
+                 "telescope": telescope_loss(z1, z2)}
         codes = self.codes[idx]
         if self.several:
-            terms["scale_matching"] = scale_matching_loss(s, codes, int(self.p["sim_k"]))
+            terms["scale_matching"] = scale_matching_loss(similarity(z1, z2), codes, int(self.p["sim_k"]))
             if with_prototypes:
                 terms["prototypes"] = prototype_loss(z1, z2, self.sizes, float(self.p["tau"]), self.seed + epoch)
         terms["total"] = sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
@@ -236,7 +281,7 @@ class Trainer:
 
         def run(seeds):
             if seeds is None:
-                return self.model.encode(self.x_all, adjacency(edges, weight, self.n))
+                return self.model.encode(self.batch_all, adjacency(edges, weight, self.n))
             nodes, sub_edges, sub_w = seed_subgraph(seeds, edges, weight, self.n, hops=2)
             return self.model.encode(self._rows(nodes), adjacency(sub_edges, sub_w, len(nodes)))[:len(seeds)]
 
