@@ -122,7 +122,7 @@ def test_label_contract_rejects_unknown_and_missing_spots(tiny):
     p = task.make_problem(tiny, "slice0", "whole_slice", 0)
     names = p.inputs.adata.obs_names
     good = pd.Series(np.zeros(len(names), int), index=names[::-1])  # any order is fine
-    assert (task.check_output(p, good) == "0").all()
+    assert (task.check_output(p, good)["labels"] == "0").all()
     with pytest.raises(ContractError, match="not in the input"):
         task.check_output(p, pd.concat([good, pd.Series([1], index=["ghost"])]))
     with pytest.raises(ContractError, match="have no label"):

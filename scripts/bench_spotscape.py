@@ -1,0 +1,160 @@
+"""Spotscape's cost: seconds per epoch and peak memory per slice size, and what the sparse/factorised step saves.
+
+Part 1: synthetic slices (``simulate_tissue``, 300 genes) of about 4K, 15K and
+100K spots. Each size runs in a fresh child process, so the printed peak
+resident memory is that run's alone: build the graph, train ``--epochs``
+epochs with the adapter's defaults (full batch up to 16,000 spots, mini-batches
+of 4,096 seed spots above), and read the embedding.
+
+Part 2 (with ``STBENCH_DATA``): DLPFC 151673 as the domain task hands it over
+(3,639 spots x 3,000 HVGs), seconds per epoch side by side in one process:
+
+* ``ours``: the adapter (sparse CSR first layer, reconstruction and telescope
+  losses from factorised products);
+* ``dense``: the same model and losses computed the direct way, as the
+  official code does (dense input, the spots x genes decoding, the n x n S and
+  its transpose).
+
+The official code's own figure on this kind of machine (about 1.5 s per epoch
+on 151673 with 3,851 genes, 2 cores) is quoted in issue 5; it cannot be run
+here (its data loader needs files we do not have).
+
+    python scripts/bench_spotscape.py [--sizes 4000 15000 100000] [--epochs 3] [--no-dlpfc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def synthetic_slice(n_spots: int):
+    from stbench.datasets.synthetic import simulate_tissue
+    from stbench.datasets.preprocessing import log_normalize
+
+    a = simulate_tissue(n_spots=n_spots, n_genes=300, n_slices=1, seed=0)
+    return log_normalize(a.X), np.asarray(a.obsm["spatial"], float)
+
+
+def trainer_for(X, xy, dense: bool = False):
+    from stbench.methods.spotscape import PROFILES, Trainer, spotscape
+
+    params = {**spotscape.params, **PROFILES["fast"]}
+    trainer = (DenseTrainer if dense else Trainer)(X, xy, np.zeros(X.shape[0], int), params, 7, 1e-4, 0, "cpu")
+    return trainer
+
+
+def seconds_per_epoch(trainer, epochs: int) -> float:
+    trainer.fit(1, 10**6)  # warm-up epoch (allocations, first-call overheads) is not timed
+    t0 = time.perf_counter()
+    trainer.fit(epochs, 10**6)
+    return (time.perf_counter() - t0) / epochs
+
+
+def child(n: int, epochs: int) -> None:
+    t0 = time.perf_counter()
+    X, xy = synthetic_slice(n)
+    trainer = trainer_for(X, xy)
+    setup = time.perf_counter() - t0
+    per_epoch = seconds_per_epoch(trainer, epochs)
+    t0 = time.perf_counter()
+    z = trainer.embed()
+    report = {"n": X.shape[0], "genes": X.shape[1], "full_batch": trainer.full_batch, "setup_s": setup,
+              "s_per_epoch": per_epoch, "embed_s": time.perf_counter() - t0, "finite": bool(np.isfinite(z).all()),
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print("RESULT " + json.dumps(report))
+
+
+class _DenseBatch:
+    """The direct computation: a dense copy of x, multiplied as it is."""
+
+    def __init__(self, X, device):
+        import torch
+
+        self.dense = torch.as_tensor(np.asarray(X.todense()), dtype=torch.float32, device=device)
+
+    def times(self, w):
+        return self.dense @ w
+
+
+def _dense_trainer_class():
+    import torch.nn.functional as F
+
+    from stbench.methods.spotscape import Trainer, scale_matching_loss, similarity
+
+    class Dense(Trainer):
+        def __init__(self, X, *args, **kwargs):
+            super().__init__(X, *args, **kwargs)
+            self.batch_all = _DenseBatch(self.X, self.device)
+
+        def step_loss(self, seeds, with_prototypes, epoch):
+            assert seeds is None, "the dense reference is full batch only"
+            z1, z2 = self.view(None), self.view(None)
+            x = self.batch_all.dense
+            s = similarity(z1, z2)
+            terms = {"reconstruction": 0.5 * (F.mse_loss(self.model.decoder(z1), x) +
+                                              F.mse_loss(self.model.decoder(z2), x)),
+                     "telescope": F.mse_loss(s, s.T)}
+            if self.several:
+                terms["scale_matching"] = scale_matching_loss(s, self.codes, int(self.p["sim_k"]))
+            terms["total"] = 0.1 * terms["reconstruction"] + terms["telescope"] + terms.get("scale_matching", 0)
+            return terms
+
+    return Dense
+
+
+def DenseTrainer(*args, **kwargs):
+    return _dense_trainer_class()(*args, **kwargs)
+
+
+def in_child(n: int, epochs: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", str(n), "--epochs", str(epochs)],
+                         capture_output=True, text=True, env=os.environ)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if not line:
+        raise RuntimeError(f"child for n={n} failed:\n{out.stderr[-3000:]}")
+    return json.loads(line[0][7:])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[4000, 15000, 100000])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--no-dlpfc", action="store_true")
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child is not None:
+        return child(args.child, args.epochs)
+    import torch
+
+    print(f"spotscape on CPU, {torch.get_num_threads()} threads; each size in its own process\n")
+    print("| spots | genes | mode | s / epoch | embedding s | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for n in args.sizes:
+        r = in_child(n, args.epochs)
+        mode = "full batch" if r["full_batch"] else "mini-batches of 4,096"
+        print(f"| {r['n']} | {r['genes']} | {mode} | {r['s_per_epoch']:.2f} | {r['embed_s']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} |", flush=True)
+    if args.no_dlpfc or not os.environ.get("STBENCH_DATA"):
+        return
+    from stbench.datasets.loading import load_dataset
+    from stbench.tasks import get_task
+
+    a = get_task("domain_identification").make_problem(load_dataset("dlpfc"), "151673", "whole_slice", 0).inputs.adata
+    print(f"\nDLPFC 151673 ({a.n_obs} spots x {a.n_vars} genes), seconds per epoch, same process\n")
+    ours = seconds_per_epoch(trainer_for(a.X, a.obsm["spatial"]), args.epochs)
+    dense = seconds_per_epoch(trainer_for(a.X, a.obsm["spatial"], dense=True), args.epochs)
+    print("| variant | s / epoch |\n|---|---|")
+    print(f"| ours (sparse, factorised losses) | {ours:.3f} |\n| dense (direct computation) | {dense:.3f} |")
+    print(f"\ndense / ours = {dense / ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
