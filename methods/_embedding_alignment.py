@@ -86,3 +86,17 @@ def align_by_embedding(query_xy, ref_xy, query_z, ref_z, seed: int, k: int = 50,
     counts = np.bincount(pairs[:, 0], minlength=n_q)
     plan = sp.csr_matrix((1.0 / (n_q * counts[pairs[:, 0]]), (pairs[:, 0], pairs[:, 1])), shape=(n_q, len(ref_xy)))
     return {"aligned": query_xy @ R.T + t, "plan": plan, "pairs": pairs, "inliers": inliers}
+
+
+def align_pair_by_embedding(inputs, embed, seed: int, k: int) -> np.ndarray:
+    """An embedding method's alignment: embed the reference (code 0) and the query (code 1) together
+    with ``embed(X, xy, slice_codes) -> z``, then align the query by the embedding (see above).
+
+    Each slice's coordinates stay in its own frame: the methods build their graphs per slice, so
+    the query's unknown placement does not matter."""
+    ref, query = inputs.reference, inputs.query
+    X = sp.vstack([sp.csr_matrix(ref.X), sp.csr_matrix(query.X)], format="csr")
+    ref_xy, q_xy = np.asarray(ref.obsm["spatial"], float), np.asarray(query.obsm["spatial"], float)
+    codes = np.r_[np.zeros(ref.n_obs, int), np.ones(query.n_obs, int)]
+    z = embed(X, np.vstack([ref_xy, q_xy]), codes)
+    return align_by_embedding(q_xy, ref_xy, z[ref.n_obs:], z[:ref.n_obs], seed, k=k)["aligned"]

@@ -77,7 +77,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 from stbench.methods import Method, resolve_profile
-from stbench.methods._embedding_alignment import align_by_embedding
+from stbench.methods._embedding_alignment import align_pair_by_embedding
 from stbench.methods._graphs import (adjacency, block_radius_edges, gcn_weights, seed_batches, seed_subgraph,
                                      sparse_times_dense, torch_sparse)
 
@@ -322,12 +322,8 @@ def integrate(inputs, ctx):
 
 @spotscape.solves("alignment")
 def align(inputs, ctx):
-    ref, query = inputs.reference, inputs.query
-    X = sp.vstack([sp.csr_matrix(ref.X), sp.csr_matrix(query.X)], format="csr")
-    ref_xy, q_xy = np.asarray(ref.obsm["spatial"], float), np.asarray(query.obsm["spatial"], float)
-    codes = np.r_[np.zeros(ref.n_obs, int), np.ones(query.n_obs, int)]
-    # each slice's graph is built in its own frame, so the query's unknown placement does not matter
-    z = train_spotscape(X, np.vstack([ref_xy, q_xy]), codes, ctx.params, int(ctx.params["n_prototypes"]),
-                        "alignment", ctx.seed, ctx.device)
-    return align_by_embedding(q_xy, ref_xy, z[ref.n_obs:], z[:ref.n_obs], ctx.seed,
-                              k=int(ctx.params["mnn_k"]))["aligned"]
+    def embed(X, xy, codes):
+        return train_spotscape(X, xy, codes, ctx.params, int(ctx.params["n_prototypes"]), "alignment", ctx.seed,
+                               ctx.device)
+
+    return align_pair_by_embedding(inputs, embed, ctx.seed, int(ctx.params["mnn_k"]))

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stbench.methods import Method, resolve_profile
-from stbench.methods._embedding_alignment import align_by_embedding, mutual_nearest_neighbours
+from stbench.methods._embedding_alignment import align_pair_by_embedding, mutual_nearest_neighbours
 from stbench.methods._graphs import block_knn_edges
 from stbench.methods.stagate import GraphAttentionAutoencoder
 
@@ -122,11 +122,6 @@ def integrate(inputs, ctx):
 
 @staligner.solves("alignment")
 def align(inputs, ctx):
-    ref, query = inputs.reference, inputs.query
-    X = sp.vstack([sp.csr_matrix(ref.X), sp.csr_matrix(query.X)], format="csr")
-    ref_xy, q_xy = np.asarray(ref.obsm["spatial"], float), np.asarray(query.obsm["spatial"], float)
-    codes = np.r_[np.zeros(ref.n_obs, int), np.ones(query.n_obs, int)]
-    # each slice's graph is built in its own frame, so the query's unknown placement does not matter
-    z = embed_slices(X, np.vstack([ref_xy, q_xy]), codes, ctx.params, ctx.seed, ctx.device)
-    out = align_by_embedding(q_xy, ref_xy, z[ref.n_obs:], z[:ref.n_obs], ctx.seed, k=int(ctx.params["mnn_k"]))
-    return out["aligned"]
+    return align_pair_by_embedding(
+        inputs, lambda X, xy, codes: embed_slices(X, xy, codes, ctx.params, ctx.seed, ctx.device),
+        ctx.seed, int(ctx.params["mnn_k"]))
