@@ -114,10 +114,17 @@ def _grid_args(results: Path) -> list[str]:
 
 
 def _wait_for_records(results: Path, n: int, proc, limit_s: float = 120) -> None:
+    """Wait until at least n cells are FINISHED, watching the artifact folder only.
+
+    A cell's map is logged before its run is marked FINISHED, so n maps can mean n - 1
+    finished cells. With one job, cells run one after another: the (n+1)-th map appears
+    only after the n-th cell finished. (Opening the store here could race the runner's
+    own creation of the SQLite schema, so the files are watched instead.)
+    """
     art = results / "mlartifacts"
     deadline = time.time() + limit_s
     while time.time() < deadline and proc.poll() is None:
-        if art.exists() and sum(1 for _ in art.glob("*/artifacts/*.png")) >= n:
+        if art.exists() and sum(1 for _ in art.glob("*/artifacts/*.png")) >= n + 1:
             return
         time.sleep(0.2)
     raise AssertionError(f"the runner did not record {n} cells in {limit_s} s")
