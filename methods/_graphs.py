@@ -15,6 +15,8 @@ so the loss on the seeds is an unbiased piece of the full-batch loss.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -71,8 +73,12 @@ def torch_sparse(X, device, layout=torch.sparse_coo) -> torch.Tensor:
     """A scipy/numpy matrix as a torch sparse float32 tensor (COO, or CSR with ``layout=torch.sparse_csr``)."""
     coo = sp.coo_matrix(X, dtype=np.float32)
     idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
-    out = torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape).coalesce()
-    return (out if layout == torch.sparse_coo else out.to_sparse_csr()).to(device)
+    out = torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape, check_invariants=False).coalesce()
+    if layout == torch.sparse_coo:
+        return out.to(device)
+    with warnings.catch_warnings():  # torch's "CSR support is in beta" notice, once per process, says nothing to act on
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return out.to_sparse_csr().to(device)
 
 
 class _SparseTimesDense(torch.autograd.Function):
@@ -96,7 +102,7 @@ def sparse_times_dense(x: torch.Tensor, xt: torch.Tensor, w: torch.Tensor) -> to
 
 def adjacency(edge_index: torch.Tensor, weight: torch.Tensor, n: int) -> torch.Tensor:
     """Messages flow source -> target: row = target (PyG's convention), so A @ h aggregates into targets."""
-    return torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n)).coalesce()
+    return torch.sparse_coo_tensor(edge_index.flip(0), weight, (n, n), check_invariants=False).coalesce()
 
 
 def seed_subgraph(seeds: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor | None, n: int,
