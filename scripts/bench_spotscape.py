@@ -19,7 +19,7 @@ The official code's own figure on this kind of machine (about 1.5 s per epoch
 on 151673 with 3,851 genes, 2 cores) is quoted in issue 5; it cannot be run
 here (its data loader needs files we do not have).
 
-    python scripts/bench_spotscape.py [--sizes 4000 15000 100000] [--epochs 3] [--no-dlpfc]
+    python scripts/bench_spotscape.py [--sizes 4000 15000 100000] [--epochs 3] [--no-dlpfc] [--threads N]
 """
 
 from __future__ import annotations
@@ -114,8 +114,9 @@ def DenseTrainer(*args, **kwargs):
     return _dense_trainer_class()(*args, **kwargs)
 
 
-def in_child(n: int, epochs: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", str(n), "--epochs", str(epochs)],
+def in_child(n: int, epochs: int, threads: int | None) -> dict:
+    extra = ["--threads", str(threads)] if threads else []
+    out = subprocess.run([sys.executable, __file__, "--child", str(n), "--epochs", str(epochs)] + extra,
                          capture_output=True, text=True, env=os.environ)
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
     if not line:
@@ -128,17 +129,21 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[4000, 15000, 100000])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--no-dlpfc", action="store_true")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child is not None:
         return child(args.child, args.epochs)
-    import torch
 
     print(f"spotscape on CPU, {torch.get_num_threads()} threads; each size in its own process\n")
     print("| spots | genes | mode | s / epoch | embedding s | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     for n in args.sizes:
-        r = in_child(n, args.epochs)
+        r = in_child(n, args.epochs, args.threads)
         mode = "full batch" if r["full_batch"] else "mini-batches of 4,096"
         print(f"| {r['n']} | {r['genes']} | {mode} | {r['s_per_epoch']:.2f} | {r['embed_s']:.1f} | "
               f"{r['peak_rss_mb']:.0f} |", flush=True)
