@@ -71,14 +71,18 @@ def gcn_weights(edge_index: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.T
 
 def torch_sparse(X, device, layout=torch.sparse_coo) -> torch.Tensor:
     """A scipy/numpy matrix as a torch sparse float32 tensor (COO, or CSR with ``layout=torch.sparse_csr``)."""
-    coo = sp.coo_matrix(X, dtype=np.float32)
-    idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
-    out = torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape, check_invariants=False).coalesce()
     if layout == torch.sparse_coo:
-        return out.to(device)
+        coo = sp.coo_matrix(X, dtype=np.float32)
+        idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
+        return torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape, check_invariants=False).coalesce().to(device)
+    # CSR straight from scipy's CSR arrays: no COO sort and coalesce (the costly part for per-batch rows)
+    csr = sp.csr_matrix(X, dtype=np.float32)
+    csr.sum_duplicates()  # canonical form (sorted, unique columns per row), as torch expects
     with warnings.catch_warnings():  # torch's "CSR support is in beta" notice, once per process, says nothing to act on
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return out.to_sparse_csr().to(device)
+        return torch.sparse_csr_tensor(torch.as_tensor(csr.indptr, dtype=torch.long),
+                                       torch.as_tensor(csr.indices, dtype=torch.long), torch.as_tensor(csr.data),
+                                       csr.shape, check_invariants=False).to(device)
 
 
 class _SparseTimesDense(torch.autograd.Function):
