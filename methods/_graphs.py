@@ -74,7 +74,8 @@ def torch_sparse(X, device, layout=torch.sparse_coo) -> torch.Tensor:
     if layout == torch.sparse_coo:
         coo = sp.coo_matrix(X, dtype=np.float32)
         idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
-        return torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape, check_invariants=False).coalesce().to(device)
+        out = torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape, check_invariants=False)
+        return out.coalesce().to(device)
     # CSR straight from scipy's CSR arrays: no COO sort and coalesce (the costly part for per-batch rows)
     csr = sp.csr_matrix(X, dtype=np.float32)
     csr.sum_duplicates()  # canonical form (sorted, unique columns per row), as torch expects
