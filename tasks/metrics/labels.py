@@ -76,12 +76,16 @@ def cluster_embedding(embedding, k: int, seed: int = CLUSTER_SEED) -> np.ndarray
     return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(np.asarray(embedding, dtype=np.float64))
 
 
-def cluster_expression(matrix, k: int, n_pcs: int = 30, seed: int = CLUSTER_SEED) -> np.ndarray:
-    """PCA (30 components) then k-means (k clusters, 10 restarts, fixed seed): one label per row."""
+def expression_pcs(matrix, n_pcs: int = 30, seed: int = CLUSTER_SEED) -> np.ndarray:
+    """The expression's first principal components (at most 30, fewer on tiny inputs)."""
     x = dense(matrix)
     n_comp = max(1, min(n_pcs, x.shape[0] - 1, x.shape[1] - 1))
-    pcs = PCA(n_components=n_comp, random_state=seed).fit_transform(x) if x.shape[1] > 1 else x
-    return cluster_embedding(pcs, k, seed)
+    return PCA(n_components=n_comp, random_state=seed).fit_transform(x) if x.shape[1] > 1 else x
+
+
+def cluster_expression(matrix, k: int, n_pcs: int = 30, seed: int = CLUSTER_SEED) -> np.ndarray:
+    """PCA (30 components) then k-means (k clusters, 10 restarts, fixed seed): one label per row."""
+    return cluster_embedding(expression_pcs(matrix, n_pcs, seed), k, seed)
 
 
 @metric("imputation_ari", higher_is_better=True, range=(-0.5, 1))
