@@ -69,14 +69,11 @@ def gcn_weights(edge_index: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.T
     return gcn_norm(edge_index, None, n, add_self_loops=True)
 
 
-def torch_sparse(X, device, layout=torch.sparse_coo) -> torch.Tensor:
-    """A scipy/numpy matrix as a torch sparse float32 tensor (COO, or CSR with ``layout=torch.sparse_csr``)."""
-    if layout == torch.sparse_coo:
-        coo = sp.coo_matrix(X, dtype=np.float32)
-        idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
-        out = torch.sparse_coo_tensor(idx, torch.as_tensor(coo.data), coo.shape, check_invariants=False)
-        return out.coalesce().to(device)
-    # CSR straight from scipy's CSR arrays: no COO sort and coalesce (the costly part for per-batch rows)
+def torch_sparse(X, device) -> torch.Tensor:
+    """A scipy/numpy matrix as a torch sparse CSR float32 tensor.
+
+    Built straight from scipy's CSR arrays: no COO sort and coalesce (the costly part for per-batch rows).
+    """
     csr = sp.csr_matrix(X, dtype=np.float32)
     csr.sum_duplicates()  # canonical form (sorted, unique columns per row), as torch expects
     with warnings.catch_warnings():  # torch's "CSR support is in beta" notice, once per process, says nothing to act on

@@ -28,7 +28,8 @@ matches their embeddings (``methods/_embedding_alignment.py``: mutual nearest
 neighbours -> RANSAC -> trimmed ICP); LTARI then uses the nearest neighbour in
 aligned coordinates.
 
-Scale: the expression enters the first layer as a sparse matrix, and a gene
+Scale: the expression enters the first layer as a sparse matrix (a dense one
+when most entries are non-zero, ``DENSE_ABOVE``), and a gene
 column drop is applied to the first layer's weight rows instead of to the data
 (the same product, (x * m) W = x (m W), without copying x). The reconstruction
 loss is computed from the sparse x and (hidden x hidden) products, never
@@ -115,7 +116,7 @@ class SpotscapeNet(nn.Module):
         self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.BatchNorm1d(hidden, momentum=0.99), nn.ReLU(),
                                      nn.Linear(hidden, n_genes))
 
-    def encode(self, x: "SparseBatch", adj: torch.Tensor, gene_keep: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, x: "ExpressionBatch", adj: torch.Tensor, gene_keep: torch.Tensor | None = None) -> torch.Tensor:
         """x: the spots' expression; adj: sparse normalised (n, n); gene_keep: 0/1 per gene (a column drop)."""
         w1 = self.w1 if gene_keep is None else self.w1 * gene_keep[:, None]
         h = F.relu(self.bn1(torch.sparse.mm(adj, x.times(w1)) + self.b1))
@@ -124,26 +125,42 @@ class SpotscapeNet(nn.Module):
         return F.relu(self.bn2(h))
 
 
-class SparseBatch:
-    """A batch's expression as sparse CSR tensors (x and x^T), with its column sums and squared norm."""
+# Above this fraction of non-zero entries the first layer multiplies a dense copy of x: a CSR
+# product costs in proportion to the non-zeros, a dense one does not, and on one core they break
+# even near 20 % (``python scripts/bench_spotscape.py --crossover``). DLPFC's HVGs are 9 % non-zero
+# (CSR); MERFISH panels and the synthetic tissue are mostly non-zero (dense).
+DENSE_ABOVE = 0.2
+
+
+class ExpressionBatch:
+    """A batch's expression x (and x^T) for the first layer, with its column sums and squared norm.
+
+    Stored as sparse CSR tensors when x is sparse, as one dense tensor otherwise (``DENSE_ABOVE``);
+    the products are the same up to rounding either way.
+    """
 
     def __init__(self, X: sp.spmatrix, device):
         X = sp.csr_matrix(X, dtype=np.float32)
-        self.x = torch_sparse(X, device, torch.sparse_csr)
-        self.xt = torch_sparse(X.T, device, torch.sparse_csr)
+        self.dense = X.nnz > DENSE_ABOVE * X.shape[0] * X.shape[1]
+        if self.dense:
+            self.x = torch.as_tensor(X.toarray(), device=device)
+            self.xt = self.x.T
+        else:
+            self.x = torch_sparse(X, device)
+            self.xt = torch_sparse(X.T, device)
         self.colsum = torch.as_tensor(np.asarray(X.sum(axis=0)).ravel(), dtype=torch.float32, device=device)
         self.sq = float(X.multiply(X).sum())
 
     def times(self, w: torch.Tensor) -> torch.Tensor:
         """x @ w"""
-        return sparse_times_dense(self.x, self.xt, w)
+        return self.x @ w if self.dense else sparse_times_dense(self.x, self.xt, w)
 
     def t_times(self, h: torch.Tensor) -> torch.Tensor:
         """x^T @ h"""
-        return sparse_times_dense(self.xt, self.x, h)
+        return self.xt @ h if self.dense else sparse_times_dense(self.xt, self.x, h)
 
 
-def reconstruction_mse(batch: SparseBatch, hidden: torch.Tensor, out: nn.Linear) -> torch.Tensor:
+def reconstruction_mse(batch: ExpressionBatch, hidden: torch.Tensor, out: nn.Linear) -> torch.Tensor:
     """MSE(x, out(hidden)) over all n x genes entries, without forming the n x genes prediction.
 
     With P = H W + b (W = out.weight^T): sum (x - P)^2 = |x|^2 - 2 <x, P> + |P|^2, where
@@ -226,10 +243,10 @@ class Trainer:
         self.model = SpotscapeNet(self.X.shape[1], int(params["hidden"]), int(params["latent"])).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=float(params["weight_decay"]))
         self.full_batch = self.n <= int(params["full_batch_max"])
-        self.batch_all = SparseBatch(self.X, device) if self.full_batch else None
+        self.batch_all = ExpressionBatch(self.X, device) if self.full_batch else None
 
-    def _rows(self, nodes: torch.Tensor) -> SparseBatch:
-        return SparseBatch(self.X[nodes.cpu().numpy()], self.device)
+    def _rows(self, nodes: torch.Tensor) -> ExpressionBatch:
+        return ExpressionBatch(self.X[nodes.cpu().numpy()], self.device)
 
     def view(self, seeds: torch.Tensor | None):
         """One augmented view's embedding of the seeds (all spots when seeds is None)."""

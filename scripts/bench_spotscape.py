@@ -15,11 +15,15 @@ Part 2 (with ``STBENCH_DATA``): DLPFC 151673 as the domain task hands it over
   official code does (dense input, the spots x genes decoding, the n x n S and
   its transpose).
 
+Part 3 (``--crossover``): the first layer's product x @ W and its gradient,
+CSR against dense, at densities from 2 % to 67 % (4,000 spots x 3,000 genes,
+256 hidden): the figures behind ``spotscape.DENSE_ABOVE``.
+
 The official code's own figure on this kind of machine (about 1.5 s per epoch
 on 151673 with 3,851 genes, 2 cores) is quoted in issue 5; it cannot be run
 here (its data loader needs files we do not have).
 
-    python scripts/bench_spotscape.py [--sizes 4000 15000 100000] [--epochs 3] [--no-dlpfc] [--threads N]
+    python scripts/bench_spotscape.py [--sizes 4000 15000 100000] [--epochs 3] [--no-dlpfc] [--threads N] [--crossover]
 """
 
 from __future__ import annotations
@@ -114,6 +118,31 @@ def DenseTrainer(*args, **kwargs):
     return _dense_trainer_class()(*args, **kwargs)
 
 
+def crossover(repeats: int = 5) -> None:
+    import scipy.sparse as sp
+    import torch
+
+    from stbench.methods._graphs import sparse_times_dense, torch_sparse
+    from stbench.methods.spotscape import DENSE_ABOVE
+
+    n, g, hidden = 4000, 3000, 256
+    print(f"\nFirst layer x @ W plus its gradient, {n} x {g} -> {hidden}, ms per call "
+          f"(spotscape stores x dense above {DENSE_ABOVE:.0%} non-zero)\n")
+    print("| non-zero | CSR ms | dense ms | CSR / dense |\n|---|---|---|---|")
+    for density in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.67):
+        X = sp.random(n, g, density=density, format="csr", dtype=np.float32, random_state=0)
+        x, xt, dense = torch_sparse(X, "cpu"), torch_sparse(X.T, "cpu"), torch.as_tensor(X.toarray())
+        w = torch.randn(g, hidden, requires_grad=True)
+        ms = []
+        for product in (lambda w_: sparse_times_dense(x, xt, w_), lambda w_: dense @ w_):
+            product(w).sum().backward()  # warm-up
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                product(w).sum().backward()
+            ms.append((time.perf_counter() - t0) / repeats * 1e3)
+        print(f"| {density:.0%} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[0] / ms[1]:.2f} |", flush=True)
+
+
 def in_child(n: int, epochs: int, threads: int | None) -> dict:
     extra = ["--threads", str(threads)] if threads else []
     out = subprocess.run([sys.executable, __file__, "--child", str(n), "--epochs", str(epochs)] + extra,
@@ -130,6 +159,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--no-dlpfc", action="store_true")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
+    p.add_argument("--crossover", action="store_true", help="also time the first layer CSR vs dense by density")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     import torch
@@ -147,6 +177,8 @@ def main() -> None:
         mode = "full batch" if r["full_batch"] else "mini-batches of 4,096"
         print(f"| {r['n']} | {r['genes']} | {mode} | {r['s_per_epoch']:.2f} | {r['embed_s']:.1f} | "
               f"{r['peak_rss_mb']:.0f} |", flush=True)
+    if args.crossover:
+        crossover()
     if args.no_dlpfc or not os.environ.get("STBENCH_DATA"):
         return
     from stbench.datasets.loading import load_dataset

@@ -14,7 +14,7 @@ from stbench.datasets.loading import Dataset, _normalise
 from stbench.datasets.registry import get_dataset_spec
 from stbench.methods import METHODS, RunContext
 from stbench.methods._graphs import adjacency, block_radius_edges, gcn_weights, seed_subgraph
-from stbench.methods.spotscape import (PROFILES, SparseBatch, SpotscapeNet, Trainer, reconstruction_mse, similarity,
+from stbench.methods.spotscape import (PROFILES, ExpressionBatch, SpotscapeNet, Trainer, reconstruction_mse, similarity,
                                        spotscape, telescope_loss)
 from stbench.tasks import get_task
 
@@ -72,12 +72,16 @@ def test_the_task_clusters_an_embedding_and_the_run_is_flagged_as_using_true_k(w
         TASK.check_output(weak_domains, {"embedding": np.zeros((900, 2)), "labels": np.zeros(900)})
 
 
-def test_factorised_losses_equal_the_dense_ones():
+@pytest.mark.parametrize("density, stored_dense", [(0.05, False), (0.6, True)])
+def test_factorised_losses_equal_the_dense_ones(density, stored_dense):
+    """Both storages of the first layer's input (CSR when sparse, dense when mostly non-zero)."""
     torch.manual_seed(0)
-    X = sp.random(70, 40, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    X = sp.random(70, 40, density=density, format="csr", random_state=0, dtype=np.float32)
     hidden = torch.randn(70, 8, dtype=torch.float32, requires_grad=True)
     out = torch.nn.Linear(8, 40)
-    fast = reconstruction_mse(SparseBatch(X, "cpu"), hidden, out)
+    batch = ExpressionBatch(X, "cpu")
+    assert batch.dense == stored_dense
+    fast = reconstruction_mse(batch, hidden, out)
     fast.backward()
     grad_fast = hidden.grad.clone()
     hidden.grad = None
@@ -99,11 +103,11 @@ def test_a_two_hop_batch_gives_its_seeds_their_full_graph_embedding():
     torch.manual_seed(0)
     model = SpotscapeNet(30, 16, 8).eval()
     with torch.no_grad():
-        full = model.encode(SparseBatch(X, "cpu"), adjacency(e, w, 300))
+        full = model.encode(ExpressionBatch(X, "cpu"), adjacency(e, w, 300))
         seeds = torch.as_tensor(rng.choice(300, 40, replace=False))
         nodes, sub_e, sub_w = seed_subgraph(seeds, e, w, 300, hops=2)
         assert len(nodes) < 300  # the batch does not cover the graph
-        part = model.encode(SparseBatch(X[nodes.numpy()], "cpu"), adjacency(sub_e, sub_w, len(nodes)))[:40]
+        part = model.encode(ExpressionBatch(X[nodes.numpy()], "cpu"), adjacency(sub_e, sub_w, len(nodes)))[:40]
     assert torch.allclose(part, full[seeds], atol=1e-5)
 
 
