@@ -18,7 +18,9 @@ Deviations (from zhoux85/STAligner, as described in the seed-methods notes §4):
 
 * **Decoder weights are not tied** to the encoder's (STAGATE ties them and
   reuses the first layer's attention in the last); PyG's ``GATConv`` is used
-  as is.
+  as is. The ``stagate`` adapter (version 2) has the tied backbone; moving
+  STAligner onto it changes its results, so it waits for a version bump and a
+  re-run of its board rows.
 * **Graph**: k-NN with k = 6 (scale-free) instead of a radius in the data's
   pixel units (150 on DLPFC gives about 6 neighbours on Visium).
 * **Mutual neighbours** with exact scikit-learn search instead of approximate
@@ -41,7 +43,6 @@ from torch import nn
 from stbench.methods import Method, resolve_profile
 from stbench.methods._embedding_alignment import align_pair_by_embedding, mutual_nearest_neighbours
 from stbench.methods._graphs import block_knn_edges
-from stbench.methods.stagate import GraphAttentionAutoencoder
 
 PROFILES = {"paper": {"warmup_epochs": 500, "triplet_epochs": 500, "mnn_every": 100},
             "fast": {"warmup_epochs": 100, "triplet_epochs": 100, "mnn_every": 50}}
@@ -59,6 +60,25 @@ staligner = Method(
     deviations=__doc__.split("Deviations (from zhoux85/STAligner, as described in the seed-methods notes §4):")[1]
     .strip(),
 )
+
+
+class GraphAttentionAutoencoder(nn.Module):
+    """GAT(genes -> hidden) + ELU + Linear(hidden -> latent), mirrored decoder with its own weights and
+    attention (PyG's ``GATConv``): STAGATE's layer sizes, untied (see the deviations)."""
+
+    def __init__(self, n_genes: int, hidden: int, latent: int):
+        super().__init__()
+        from torch_geometric.nn import GATConv  # lazy: keeps `stbench list` fast
+
+        self.enc_gat, self.enc_out = GATConv(n_genes, hidden, heads=1, concat=False), nn.Linear(hidden, latent)
+        self.dec_in, self.dec_gat = nn.Linear(latent, hidden), GATConv(hidden, n_genes, heads=1, concat=False)
+
+    def encode(self, x, edges):
+        return self.enc_out(F.elu(self.enc_gat(x, edges)))
+
+    def forward(self, x, edges):
+        z = self.encode(x, edges)
+        return z, self.dec_gat(F.elu(self.dec_in(z)), edges)
 
 
 def triplets(z: np.ndarray, slice_codes: np.ndarray, k: int, rng) -> tuple[np.ndarray, ...]:
