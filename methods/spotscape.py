@@ -192,22 +192,31 @@ def telescope_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
 
 
 def similarity(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """S = norm(z1) norm(z2)^T (n x n): only scale matching needs it whole."""
+    """S = norm(z1) norm(z2)^T (n x n); training never forms it (see the two losses), the checks do."""
     return F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T
 
 
-def scale_matching_loss(s: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
-    """Sum over ordered slice pairs (a, b) of MSE(mean top-k similarity within a, within b), per a-spot."""
+def scale_matching_loss(z1: torch.Tensor, z2: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
+    """Sum over ordered slice pairs (a, b) of MSE(mean top-k similarity within a, within b), per a-spot.
+
+    The similarities are S = norm(z1) norm(z2)^T (negative ones count as 0), taken one slice-pair
+    block at a time, never the whole n x n S; the top k are taken before the clamp at 0, which gives
+    the same values (the clamp is monotone) and keeps no block alive for the backward pass.
+    """
+    a_all, b_all = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     present = torch.unique(codes)
-    loss = s.new_zeros(())
+
+    def mean_top_k(rows: torch.Tensor, b) -> torch.Tensor:
+        cols = b_all[codes == b]
+        return torch.topk(rows @ cols.T, min(k, len(cols)), dim=1).values.clamp_min(0).mean(1)
+
+    loss = z1.new_zeros(())
     for a in present:
-        rows = s[codes == a]
-        within = torch.topk(rows[:, codes == a].clamp_min(0), min(k, int((codes == a).sum())), dim=1).values.mean(1)
+        rows = a_all[codes == a]
+        within = mean_top_k(rows, a)
         for b in present:
-            if b == a:
-                continue
-            across = torch.topk(rows[:, codes == b].clamp_min(0), min(k, int((codes == b).sum())), dim=1).values
-            loss = loss + F.mse_loss(within, across.mean(1))
+            if b != a:
+                loss = loss + F.mse_loss(within, mean_top_k(rows, b))
     return loss
 
 
@@ -272,7 +281,7 @@ class Trainer:
                  "telescope": telescope_loss(z1, z2)}
         codes = self.codes[idx]
         if self.several:
-            terms["scale_matching"] = scale_matching_loss(similarity(z1, z2), codes, int(self.p["sim_k"]))
+            terms["scale_matching"] = scale_matching_loss(z1, z2, codes, int(self.p["sim_k"]))
             if with_prototypes:
                 terms["prototypes"] = prototype_loss(z1, z2, self.sizes, float(self.p["tau"]), self.seed + epoch)
         terms["total"] = sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())

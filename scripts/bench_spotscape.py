@@ -107,7 +107,7 @@ def _dense_trainer_class():
                                               F.mse_loss(self.model.decoder(z2), x)),
                      "telescope": F.mse_loss(s, s.T)}
             if self.several:
-                terms["scale_matching"] = scale_matching_loss(s, self.codes, int(self.p["sim_k"]))
+                terms["scale_matching"] = scale_matching_loss(z1, z2, self.codes, int(self.p["sim_k"]))
             terms["total"] = 0.1 * terms["reconstruction"] + terms["telescope"] + terms.get("scale_matching", 0)
             return terms
 

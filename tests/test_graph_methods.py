@@ -14,8 +14,8 @@ from stbench.datasets.loading import Dataset, _normalise
 from stbench.datasets.registry import get_dataset_spec
 from stbench.methods import METHODS, RunContext
 from stbench.methods._graphs import adjacency, block_radius_edges, gcn_weights, seed_subgraph
-from stbench.methods.spotscape import (PROFILES, ExpressionBatch, SpotscapeNet, Trainer, reconstruction_mse, similarity,
-                                       spotscape, telescope_loss)
+from stbench.methods.spotscape import (PROFILES, ExpressionBatch, SpotscapeNet, Trainer, reconstruction_mse,
+                                       scale_matching_loss, similarity, spotscape, telescope_loss)
 from stbench.tasks import get_task
 
 TASK = get_task("domain_identification")
@@ -92,6 +92,23 @@ def test_factorised_losses_equal_the_dense_ones(density, stored_dense):
     z1, z2 = torch.randn(50, 6, dtype=torch.float64), torch.randn(50, 6, dtype=torch.float64)
     s = similarity(z1, z2)
     assert telescope_loss(z1, z2).item() == pytest.approx(F.mse_loss(s, s.T).item(), rel=1e-10)
+
+
+def test_scale_matching_equals_its_definition_on_the_whole_similarity_matrix():
+    """Per ordered slice pair (a, b): MSE over a's spots of mean top-k of clamp(S) within a vs within b."""
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(60, 5, dtype=torch.float64), torch.randn(60, 5, dtype=torch.float64)
+    codes = torch.as_tensor(np.repeat([0, 1, 2], [25, 20, 15]))
+    s = similarity(z1, z2).clamp_min(0)
+    expected = 0.0
+    for a in range(3):
+        rows = s[codes == a]
+        within = rows[:, codes == a].sort(dim=1, descending=True).values[:, :4].mean(1)
+        for b in {0, 1, 2} - {a}:
+            across = rows[:, codes == b].sort(dim=1, descending=True).values[:, :4].mean(1)
+            expected += ((within - across) ** 2).mean().item()
+    assert scale_matching_loss(z1, z2, codes, 4).item() == pytest.approx(expected, rel=1e-10)
+    assert expected > 0
 
 
 def test_a_two_hop_batch_gives_its_seeds_their_full_graph_embedding():
