@@ -29,17 +29,19 @@ neighbours -> RANSAC -> trimmed ICP); LTARI then uses the nearest neighbour in
 aligned coordinates.
 
 Scale: the expression enters the first layer as a sparse matrix (a dense one
-when most entries are non-zero, ``DENSE_ABOVE``), and a gene
-column drop is applied to the first layer's weight rows instead of to the data
-(the same product, (x * m) W = x (m W), without copying x). The reconstruction
-loss is computed from the sparse x and (hidden x hidden) products, never
-forming the spots x genes prediction (``reconstruction_mse``). Up to
-``full_batch_max`` spots the step is full batch (S is n x n). Above it, each
-epoch cuts a random permutation of the spots into batches of ``batch_size``
-seed spots; a batch is the seeds plus every spot within two edges of them
-(``methods/_graphs.py``), with GCN weights normalised once on the whole
-graph, so the seeds get exactly their full-graph embeddings and S is
-batch x batch.
+when most entries are non-zero, ``DENSE_ABOVE``), and a gene column drop is
+applied to the first layer's weight rows instead of to the data (the same
+product, (x * m) W = x (m W), without copying x). The reconstruction loss is
+computed from the sparse x and (hidden x hidden) products, never forming the
+spots x genes prediction (``reconstruction_mse``); the telescope loss never
+forms S (``telescope_loss``). So one slice trains full batch with memory
+linear in its spots, up to ``ONE_SLICE_FULL_BATCH_MAX``. Several slices need
+S's slice-pair blocks for scale matching, so they train full batch only up to
+``full_batch_max`` spots. Above the limit, each epoch cuts a random
+permutation of the spots into batches of ``batch_size`` seed spots; a batch is
+the seeds plus every spot within two edges of them (``methods/_graphs.py``),
+with GCN weights normalised once on the whole graph, so the seeds get exactly
+their full-graph embeddings and S is batch x batch.
 
 Deviations (from yunhak0/Spotscape, as described in the seed-methods notes §2):
 
@@ -124,6 +126,11 @@ class SpotscapeNet(nn.Module):
         h = torch.sparse.mm(adj, h @ self.lin2.weight.T) + self.lin2.bias
         return F.relu(self.bn2(h))
 
+
+# One slice's full-batch step forms nothing quadratic, so its memory grows with the spots alone:
+# 2.5 GB and 5.9 s per epoch at 100,000 spots on one thread, against 50 s per epoch in 2-hop
+# mini-batches (``python scripts/bench_spotscape.py``). Mini-batches only above this.
+ONE_SLICE_FULL_BATCH_MAX = 200_000
 
 # Above this fraction of non-zero entries the first layer multiplies a dense copy of x: a CSR
 # product costs in proportion to the non-zeros, a dense one does not, and on one core they break
@@ -251,7 +258,7 @@ class Trainer:
         self.sizes = prototype_sizes(n_prototypes)
         self.model = SpotscapeNet(self.X.shape[1], int(params["hidden"]), int(params["latent"])).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=float(params["weight_decay"]))
-        self.full_batch = self.n <= int(params["full_batch_max"])
+        self.full_batch = self.n <= (int(params["full_batch_max"]) if self.several else ONE_SLICE_FULL_BATCH_MAX)
         self.batch_all = ExpressionBatch(self.X, device) if self.full_batch else None
 
     def _rows(self, nodes: torch.Tensor) -> ExpressionBatch:

@@ -3,8 +3,10 @@
 Part 1: synthetic slices (``simulate_tissue``, 300 genes) of about 4K, 15K and
 100K spots. Each size runs in a fresh child process, so the printed peak
 resident memory is that run's alone: build the graph, train ``--epochs``
-epochs with the adapter's defaults (full batch up to 16,000 spots, mini-batches
-of 4,096 seed spots above), and read the embedding.
+epochs with the adapter's defaults (one slice trains full batch), and read the
+embedding. Sizes above the several-slice limit (16,000 spots) also run on the
+mini-batch path (batches of 4,096 seed spots and their 2-hop neighbourhoods),
+which several slices that large, or one slice past 200,000 spots, would take.
 
 Part 2 (with ``STBENCH_DATA``): DLPFC 151673 as the domain task hands it over
 (3,639 spots x 3,000 HVGs), seconds per epoch side by side in one process:
@@ -62,7 +64,11 @@ def seconds_per_epoch(trainer, epochs: int) -> float:
     return (time.perf_counter() - t0) / epochs
 
 
-def child(n: int, epochs: int) -> None:
+def child(n: int, epochs: int, mini_batches: bool) -> None:
+    if mini_batches:  # as a slice past ONE_SLICE_FULL_BATCH_MAX (or several slices past full_batch_max) trains
+        import stbench.methods.spotscape as spotscape_module
+
+        spotscape_module.ONE_SLICE_FULL_BATCH_MAX = 0
     t0 = time.perf_counter()
     X, xy = synthetic_slice(n)
     trainer = trainer_for(X, xy)
@@ -143,8 +149,8 @@ def crossover(repeats: int = 5) -> None:
         print(f"| {density:.0%} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[0] / ms[1]:.2f} |", flush=True)
 
 
-def in_child(n: int, epochs: int, threads: int | None) -> dict:
-    extra = ["--threads", str(threads)] if threads else []
+def in_child(n: int, epochs: int, threads: int | None, mini_batches: bool = False) -> dict:
+    extra = (["--threads", str(threads)] if threads else []) + (["--mini-batches"] if mini_batches else [])
     out = subprocess.run([sys.executable, __file__, "--child", str(n), "--epochs", str(epochs)] + extra,
                          capture_output=True, text=True, env=os.environ)
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
@@ -161,22 +167,27 @@ def main() -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
     p.add_argument("--crossover", action="store_true", help="also time the first layer CSR vs dense by density")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--mini-batches", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child is not None:
-        return child(args.child, args.epochs)
+        return child(args.child, args.epochs, args.mini_batches)
+
+    from stbench.methods.spotscape import spotscape
 
     print(f"spotscape on CPU, {torch.get_num_threads()} threads; each size in its own process\n")
     print("| spots | genes | mode | s / epoch | embedding s | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     for n in args.sizes:
-        r = in_child(n, args.epochs, args.threads)
-        mode = "full batch" if r["full_batch"] else "mini-batches of 4,096"
-        print(f"| {r['n']} | {r['genes']} | {mode} | {r['s_per_epoch']:.2f} | {r['embed_s']:.1f} | "
-              f"{r['peak_rss_mb']:.0f} |", flush=True)
+        # above the several-slice limit, the mini-batch path too, side by side with the full batch
+        for mini_batches in (False, True) if n > spotscape.params["full_batch_max"] else (False,):
+            r = in_child(n, args.epochs, args.threads, mini_batches)
+            mode = "full batch" if r["full_batch"] else "mini-batches of 4,096 seeds"
+            print(f"| {r['n']} | {r['genes']} | {mode} | {r['s_per_epoch']:.2f} | {r['embed_s']:.1f} | "
+                  f"{r['peak_rss_mb']:.0f} |", flush=True)
     if args.crossover:
         crossover()
     if args.no_dlpfc or not os.environ.get("STBENCH_DATA"):

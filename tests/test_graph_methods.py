@@ -146,6 +146,20 @@ def test_mini_batch_loss_equals_full_batch_loss_when_the_batch_covers_the_graph(
         assert losses["mini"][k] == pytest.approx(losses["full"][k], rel=1e-4, abs=1e-6), k
 
 
+def test_one_slice_trains_full_batch_past_the_several_slice_limit(tiny, monkeypatch):
+    """One slice forms no n x n matrix, so ``full_batch_max`` (the several-slice limit) does not apply to it."""
+    import stbench.methods.spotscape as spotscape_module
+
+    params = {**spotscape.params, **PROFILES["fast"], "full_batch_max": 10}
+    one = tiny.adata[tiny.adata.obs["slice"] == "slice0"]
+    assert Trainer(one.X, one.obsm["spatial"], np.zeros(one.n_obs, int), params, 5, 1e-3, 0, "cpu").full_batch
+    two = tiny.adata[tiny.adata.obs["slice"].isin(["slice0", "slice1"])]
+    codes = two.obs["slice"].cat.codes.to_numpy() % 2
+    assert not Trainer(two.X, two.obsm["spatial"], codes, params, 5, 1e-3, 0, "cpu").full_batch
+    monkeypatch.setattr(spotscape_module, "ONE_SLICE_FULL_BATCH_MAX", 10)
+    assert not Trainer(one.X, one.obsm["spatial"], np.zeros(one.n_obs, int), params, 5, 1e-3, 0, "cpu").full_batch
+
+
 def test_spotscape_aligns_the_synthetic_pair(tiny):
     task = get_task("alignment")
     p = task.make_problem(tiny, "slice0>slice1", "rigid", 0)
