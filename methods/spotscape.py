@@ -251,7 +251,7 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(seed)
         self.X = sp.csr_matrix(X, dtype=np.float32)
         self.n = self.X.shape[0]
-        self.codes = torch.as_tensor(np.asarray(slice_codes), dtype=torch.long, device=device)
+        self.codes = torch.as_tensor(np.array(slice_codes), dtype=torch.long, device=device)  # copy: read-only codes
         self.several = len(np.unique(slice_codes)) > 1
         self.edges = block_radius_edges(np.asarray(xy, float), np.asarray(slice_codes),
                                         float(params["radius_spacings"]), int(params["max_neighbors"])).to(device)
