@@ -17,6 +17,12 @@ class MetricInfo:
     higher_is_better: bool
     range: tuple[float, float]
     fn: Callable
+    description: str = ""  # the first line of the function's docstring: the formula in one line
+
+    def declaration(self) -> dict:
+        """Plain data for the catalog, so that the leaderboard never imports this module."""
+        return {"name": self.name, "higher_is_better": self.higher_is_better,
+                "range": [float(v) for v in self.range], "description": self.description}
 
 
 METRICS: dict[str, MetricInfo] = {}
@@ -28,7 +34,8 @@ def metric(name: str, higher_is_better: bool, range: tuple[float, float]):
     def wrap(fn):
         if name in METRICS:
             raise ValueError(f"metric {name!r} is registered twice")
-        METRICS[name] = MetricInfo(name, higher_is_better, range, fn)
+        doc = (fn.__doc__ or "").strip().splitlines()
+        METRICS[name] = MetricInfo(name, higher_is_better, range, fn, doc[0].strip() if doc else "")
         fn.metric_info = METRICS[name]
         return fn
 
