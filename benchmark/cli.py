@@ -122,12 +122,14 @@ def cmd_compare(args) -> int:
 
     import pandas as pd
 
+    from stbench.benchmark.store import read_catalog
     from stbench.leaderboard.compare import compare, select
 
-    table = None
+    table, catalog = None, None
     if Path(args.results).is_dir() and (Path(args.results) / "results.parquet").is_file():
         table = pd.read_parquet(Path(args.results) / "results.parquet")
-    result = compare(select(args.a, table), select(args.b, table))
+        catalog = read_catalog(args.results)
+    result = compare(select(args.a, table), select(args.b, table), catalog=catalog)
     md = result.markdown(args.a, args.b)
     print(md)
     if args.markdown:

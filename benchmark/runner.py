@@ -50,7 +50,6 @@ from stbench.datasets.loading import Dataset, load_dataset
 from stbench.datasets.registry import get_dataset_spec
 from stbench.methods import METHODS, Method, RunContext, get_method
 from stbench.tasks import TASKS, get_task
-from stbench.tasks.metrics import METRICS
 
 ID_COLUMNS = ["run_id", "task", "split", "dataset", "instance", "method", "seed"]
 # Seconds a cell may run before it is killed, by method kind (``--timeout`` overrides).
@@ -165,7 +164,7 @@ def _base_row(problem, method: Method, params: dict) -> dict:
         "params": json.dumps(params, sort_keys=True), "uses_truth": method.uses_truth,
         "uses_true_k": bool(method.uses_true_k and task.provides_true_k), "device": _device(method),
         "dataset_sha256": problem.dataset_sha256, "split_sha256": problem.split_sha256,
-        "primary_metric": task.primary_metric, "error": "",
+        "primary_metric": task.primary_metric, "error": "", "unranked": problem.unranked, "annotations": "",
     }
 
 
@@ -174,13 +173,15 @@ def _check_and_score(row: dict, problem, output):
     task = get_task(problem.task)
     output = task.check_output(problem, output)
     t0 = time.perf_counter()
-    scores = task.score(problem, output)
+    scores = task.checked_scores(problem, output)  # exactly the task's declared metrics
+    notes = task.annotate(problem, output)  # bookkeeping: recorded as a tag, never a metric
     row["time_score_s"] = time.perf_counter() - t0
     row["status"] = "ok"
     row.update(scores)
-    if scores.get("clustered_by_task") == 1.0:  # the task clustered an embedding with the true k for it
+    row["annotations"] = json.dumps(notes, sort_keys=True) if notes else ""
+    if notes.get("uses_true_k"):  # e.g. the task clustered an embedding with the true k for it
         row["uses_true_k"] = True
-    row["primary_value"] = scores.get(task.primary_metric, np.nan)
+    row["primary_value"] = scores[task.primary_metric]
     return output
 
 
@@ -473,7 +474,8 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
         store.update_catalog({m.name: m.metadata() for m in methods},
                              {n: {"platform": d.platform, "organism": d.organism, "tissue": d.tissue,
                                   "version": d.version, "paper": d.source.get("paper", "")}
-                              for n, d in specs.items()})
+                              for n, d in specs.items()},
+                             {t: get_task(t).declaration() for t in tasks})
         table = store.export()
         report.path = store.results_path
         report.results = table[table["cell_key"].isin(set(keys.values()))].reset_index(drop=True)
@@ -524,12 +526,8 @@ def _finish(inputs_path: Path, futures) -> None:
 
 
 def metric_columns_for(task_name: str, df: pd.DataFrame) -> list[str]:
-    from stbench.benchmark.store import SCHEMA
-
-    task = get_task(task_name)
-    cols = [c for c in df.columns if c not in SCHEMA and df[c].notna().any()]
-    ordered = [task.primary_metric] + [c for c in cols if c != task.primary_metric and c in METRICS]
-    return [c for c in ordered if c in df] + [c for c in cols if c not in ordered]
+    """The task's declared metrics (primary first) that have a value in ``df``."""
+    return [m for m in get_task(task_name).metrics if m in df and df[m].notna().any()]
 
 
 def format_table(df: pd.DataFrame, max_metrics: int = 6) -> str:

@@ -48,11 +48,16 @@ SCHEMA: dict[str, str] = {
     "method_kind": "string", "method_version": "string", "task_version": "string", "params": "string",
     "uses_truth": "bool", "uses_true_k": "bool", "device": "string", "device_name": "string",
     "dataset_sha256": "string", "split_sha256": "string", "cell_key": "string", "git_commit": "string",
-    "sandbox": "string", "versions": "string", "ltari_rule": "string", "artifact": "string",
+    "sandbox": "string", "versions": "string", "artifact": "string",
+    # "" when the cell counts in rankings, else why its (task, split, dataset) is only shown
+    "unranked": "string",
+    # the task's bookkeeping about the output (JSON: e.g. the LTARI rule, clusters found); never ranked
+    "annotations": "string",
     "mlflow_run_id": "string", "finished_at": "string", "attempts": "int64",
     "time_split_s": "float64", "time_method_s": "float64", "time_score_s": "float64", "wall_time_s": "float64",
     "cpu_time_s": "float64", "peak_rss_mb": "float64", "peak_gpu_mb": "float64",
 }
+ADDED_COLUMNS = ("unranked", "annotations")  # string columns later than the first schema: "" when absent
 TAG_COLUMNS = [c for c, t in SCHEMA.items() if c not in PARAM_COLUMNS and t in ("string", "bool")
                and c not in ("run_id", "mlflow_run_id", "attempts", "finished_at")]
 MAX_TAG = 7000
@@ -65,6 +70,7 @@ class SchemaError(StbenchError):
 
 def check_schema(df: pd.DataFrame) -> pd.DataFrame:
     """Coerce to the results schema or say exactly which column is wrong."""
+    df = df.assign(**{c: "" for c in ADDED_COLUMNS if c not in df})  # tables exported before they existed
     missing = [c for c in SCHEMA if c not in df]
     if missing:
         raise SchemaError(f"results table: missing columns {missing}. Expected: {list(SCHEMA)} plus float scores")
@@ -222,7 +228,8 @@ class ResultStore:
         rows = []
         for run in self._search("tags.record = 'cell' and attributes.status = 'FINISHED'"):
             d = run.data
-            row = {**d.params, **d.tags, **d.metrics}
+            # tags outside the schema (MLflow's own, or a column an older version kept) are not cell data
+            row = {**d.params, **{k: v for k, v in d.tags.items() if k in SCHEMA}, **d.metrics}
             row.update(mlflow_run_id=run.info.run_id, run_id=d.tags.get("mlflow.parentRunId", ""),
                        _end=run.info.end_time or 0)
             rows.append(row)
@@ -250,13 +257,16 @@ class ResultStore:
     def catalog_path(self) -> Path:
         return self.dir / CATALOG
 
-    def update_catalog(self, methods: dict[str, dict], datasets: dict[str, dict]) -> None:
-        """Merge what the leaderboard shows about methods and datasets (paper, code, deviations,
-        platform) into DIR/catalog.json, so that the app never imports an adapter to show it."""
+    def update_catalog(self, methods: dict[str, dict], datasets: dict[str, dict],
+                       tasks: dict[str, dict] | None = None) -> None:
+        """Merge what the leaderboard shows about methods, datasets and tasks (paper, code,
+        deviations, platform; a task's metrics with direction, range and formula) into
+        DIR/catalog.json, so that the app never imports an adapter or a task to show it."""
         with self.lock():
             catalog = read_catalog(self.dir)
             catalog["methods"].update(methods)
             catalog["datasets"].update(datasets)
+            catalog["tasks"].update(tasks or {})
             tmp = self.dir / ".catalog.json.tmp"
             tmp.write_text(json.dumps(catalog, indent=1, sort_keys=True, default=str))
             tmp.replace(self.catalog_path)
@@ -275,10 +285,11 @@ class ResultStore:
 
 
 def read_catalog(results_dir: str | Path) -> dict:
-    """DIR/catalog.json as {"methods": {name: metadata}, "datasets": {name: metadata}} (empty when absent)."""
+    """DIR/catalog.json as {"methods": {...}, "datasets": {...}, "tasks": {name: declaration}} (empty when absent)."""
     path = Path(results_dir) / CATALOG
     catalog = json.loads(path.read_text()) if path.is_file() else {}
-    return {"methods": catalog.get("methods", {}), "datasets": catalog.get("datasets", {})}
+    return {"methods": catalog.get("methods", {}), "datasets": catalog.get("datasets", {}),
+            "tasks": catalog.get("tasks", {})}
 
 
 def write_table(df: pd.DataFrame, path: str | Path, fmt: str) -> Path:

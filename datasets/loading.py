@@ -100,7 +100,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 def _load_cached(name: str, data_dir: str) -> Dataset:
     spec = get_dataset_spec(name)
     if spec.filename is None:
-        adata = simulate_tissue(seed=0, **spec.simulate)
+        adata = simulate_tissue(seed=0, rates=True, **spec.simulate)
         validate_adata(adata, name, spec.label_key)
         return Dataset(spec, _normalise(adata), content_sha256(adata))
     path = Path(data_dir) / spec.filename

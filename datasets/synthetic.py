@@ -13,7 +13,10 @@ Data flow (all deterministic in ``seed``):
 3. Expression: log-mean = gene baseline + domain marker effects + smooth
    spatial programs (random low-frequency Fourier fields) + a per-slice batch
    effect + log library size; counts are negative-binomial (gamma-Poisson) with
-   gene-wise zero inflation.
+   gene-wise zero inflation. With ``rates=True`` the expected counts
+   (1 - zero inflation) * negative-binomial mean, i.e. the true expression before
+   any sampling, are kept in ``layers["rates"]``: denoising is scored against
+   them on this tissue.
 
 Counts are generated in chunks of spots with their own random streams, so a
 million-spot slice fits in memory and the result does not depend on chunking.
@@ -68,6 +71,9 @@ def simulate_tissue(
     overlap: float = 1.0,
     n_programs: int = 6,
     batch_strength: float = 0.35,
+    marker_effect: float = 1.4,
+    depth: float = 1.0,
+    rates: bool = False,
 ) -> ad.AnnData:
     """Simulate ``n_slices`` slices of about ``n_spots`` spots each.
 
@@ -76,7 +82,8 @@ def simulate_tissue(
     Returns raw counts (int32 CSR) with ``obs`` slice, domain, array_row,
     array_col; ``obsm`` spatial (slice frame) and spatial_warped (slice 0
     frame); ``uns["transforms"]``: per slice the rotation (degrees) and the
-    translation that map its frame onto slice 0's frame.
+    translation that map its frame onto slice 0's frame. ``rates``: also
+    ``layers["rates"]`` (float32, dense-sized: leave it off for the scale benchmark).
     """
     if n_spots < 50 or n_genes < 10 or n_slices < 1:
         raise ValueError("simulate_tissue needs n_spots >= 50, n_genes >= 10 and n_slices >= 1")
@@ -97,7 +104,7 @@ def simulate_tissue(
     effect = np.zeros((n_domains, n_genes))
     for d in range(n_domains):
         markers = rng.choice(n_genes, size=max(2, n_genes // 10), replace=False)
-        effect[d, markers] = rng.normal(1.4, 0.3, size=markers.size)
+        effect[d, markers] = rng.normal(marker_effect, 0.3, size=markers.size)
     loadings = rng.normal(0, 0.45, size=(n_programs, n_genes)) * (rng.random((n_programs, n_genes)) < 0.3)
     dispersion = rng.uniform(2.0, 6.0, size=n_genes)
     dropout = rng.uniform(0.05, 0.3, size=n_genes)
@@ -105,7 +112,7 @@ def simulate_tissue(
     batch[0] = 0.0
 
     # --- one slice at a time --------------------------------------------------
-    blocks, obs_frames, spatial, warped, transforms = [], [], [], [], {}
+    blocks, rate_blocks, obs_frames, spatial, warped, transforms = [], [], [], [], [], {}
     half = int(math.ceil(1.2 * radius / PITCH_UM)) + 1
     centre = np.array([half * PITCH_UM, half * PITCH_UM])
     for s in range(n_slices):
@@ -130,19 +137,23 @@ def simulate_tissue(
         }
         domain = _domains(u, radius, layer_phase, blobs)
         n = len(u)
-        parts = []
+        parts, rate_parts = [], []
         for c0 in range(0, n, CHUNK):
             crng = np.random.default_rng([seed, s, c0 // CHUNK])
             uu, dd = u[c0:c0 + CHUNK], domain[c0:c0 + CHUNK]
             programs = _fields(uu, freqs, phases, amps)
             log_mu = base + effect[dd] + programs @ loadings + batch[s]
-            log_mu += crng.normal(0, 0.2, size=(len(uu), 1))  # library size
+            log_mu += crng.normal(0, 0.2, size=(len(uu), 1)) + math.log(depth)  # library size
             mu = np.exp(log_mu)
             lam = crng.gamma(dispersion, mu / dispersion)
             counts = crng.poisson(lam)
             counts[crng.random(counts.shape) < dropout] = 0
             parts.append(sp.csr_matrix(counts.astype(np.int32)))
+            if rates:  # computed from what was drawn already: the random streams are unchanged
+                rate_parts.append((mu * (1.0 - dropout)).astype(np.float32))
         blocks.append(sp.vstack(parts, format="csr"))
+        if rates:
+            rate_blocks.append(np.vstack(rate_parts))
         names = [f"slice{s}_{r}_{c}" for r, c in zip(rows, cols)]
         obs_frames.append(pd.DataFrame({
             "slice": f"slice{s}",
@@ -160,6 +171,8 @@ def simulate_tissue(
     adata = ad.AnnData(X=sp.vstack(blocks, format="csr"), obs=obs, var=var)
     adata.obsm["spatial"] = np.vstack(spatial)
     adata.obsm["spatial_warped"] = np.vstack(warped)
+    if rates:
+        adata.layers["rates"] = np.vstack(rate_blocks)
     adata.uns["transforms"] = transforms
     adata.uns["source"] = {"simulator": "stbench.datasets.synthetic.simulate_tissue",
                            "params": dict(n_spots=n_spots, n_genes=n_genes, n_slices=n_slices,

@@ -34,8 +34,24 @@ from stbench.benchmark.store import FAILED, SCHEMA
 CELL = ["task", "split", "dataset", "instance", "method", "seed"]
 
 
-def metric_columns(table: pd.DataFrame) -> list[str]:
-    """The score columns: every numeric column of the results table that the schema does not name."""
+def declared_metrics(catalog: dict | None) -> dict[str, list[str]]:
+    """task -> its declared metrics, primary first, from the catalog's task declarations
+    (written by the runner from each task's one ``metrics`` list); {} for an older catalog."""
+    tasks = (catalog or {}).get("tasks", {})
+    return {t: [m["name"] for m in d.get("metrics", [])] for t, d in tasks.items()}
+
+
+def metric_info(catalog: dict | None) -> dict[str, dict]:
+    """metric -> its declaration (direction, range, one-line formula) from the catalog."""
+    return {m["name"]: m for d in (catalog or {}).get("tasks", {}).values() for m in d.get("metrics", [])}
+
+
+def metric_columns(table: pd.DataFrame, declared: dict[str, list[str]] | None = None) -> list[str]:
+    """The score columns: the declared metrics of the table's tasks that it holds; without
+    declarations (an older results folder), every numeric column the schema does not name."""
+    if declared:
+        names = [m for t in table["task"].unique() for m in declared.get(t, [])]
+        return [m for m in dict.fromkeys(names) if m in table.columns]
     return [c for c in table.columns if c not in SCHEMA and pd.api.types.is_numeric_dtype(table[c])]
 
 
@@ -45,15 +61,19 @@ def primary_metrics(table: pd.DataFrame) -> dict[str, str]:
     return rec.groupby("task")["primary_metric"].first().to_dict()
 
 
-def long_scores(table: pd.DataFrame) -> pd.DataFrame:
+def long_scores(table: pd.DataFrame, declared: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """One row per (cell, metric) with its raw value; failed cells get one NaN row
-    per metric their task reports, so that they are counted rather than dropped."""
-    metrics = metric_columns(table)
+    per metric their task reports, so that they are counted rather than dropped.
+    With ``declared`` (task -> metrics) only a task's declared metrics are kept."""
+    metrics = metric_columns(table, declared)
     done = table[table["status"].isin(("ok",) + FAILED)]
-    long = done.melt(id_vars=CELL + ["status", "method_kind", "uses_truth", "uses_true_k", "primary_metric"],
+    long = done.melt(id_vars=CELL + ["status", "method_kind", "uses_truth", "uses_true_k", "primary_metric",
+                                     "unranked"],
                      value_vars=metrics, var_name="metric", value_name="raw")
     # keep the metrics each task actually reports (those with a value on some ok cell)
     reported = long[long["status"] == "ok"].dropna(subset=["raw"])[["task", "metric"]].drop_duplicates()
+    if declared:
+        reported = reported[[m in declared.get(t, [m]) for t, m in zip(reported["task"], reported["metric"])]]
     long = long.merge(reported, on=["task", "metric"])
     return long[(long["status"] != "ok") | long["raw"].notna()].reset_index(drop=True)
 
@@ -86,8 +106,10 @@ def seed_summary(scaled: pd.DataFrame, value: str = "scaled") -> pd.DataFrame:
 
 
 def _primary(scaled: pd.DataFrame) -> pd.DataFrame:
+    """The ranked cells' primary metric: a (task, split, dataset) its task marks unranked is
+    shown in the tables but counts in no score, rank or stability estimate."""
     prim = scaled["task"].map(scaled.groupby("task")["primary_metric"].agg(lambda p: p[p != ""].iloc[0]))
-    return scaled[scaled["metric"] == prim]
+    return scaled[(scaled["metric"] == prim) & (scaled["unranked"].astype(str) == "")]
 
 
 def task_scores(scaled: pd.DataFrame, clip: bool = False) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import pandas as pd
 import streamlit as st
 
 from stbench.benchmark.errors import StbenchError
-from stbench.leaderboard import RESULTS_ENV
+from stbench.leaderboard import RESULTS_ENV, aggregate
 from stbench.leaderboard.tables import (Board, cell_count, failed_cells, filter_cells, load_results,
                                         variants)
 
@@ -108,10 +108,19 @@ def overview_page(board: Board, shown: list[str]) -> None:
 def task_page(board: Board, shown: list[str], results_dir: Path) -> None:
     task = _query_choice("Task", board.tasks, "task")
     st.header(f"Task: {task}")
+    decl = board.catalog.get("tasks", {}).get(task)
+    info = aggregate.metric_info(board.catalog)
+    if decl:
+        st.write(decl["summary"])
+        st.markdown("\n".join(f"* `{split}`: {text}" for split, text in decl["splits"].items() if text))
     left, right = st.columns(2)
     metrics = board.metrics(task)
-    metric = left.selectbox("Metric", metrics, index=0, key="task_metric",
-                            help=f"the primary metric of {task} is {metrics[0]}")
+    metric = left.selectbox("Metric", metrics, index=0, key="task_metric", format_func=board.metric_label,
+                            help=f"the primary metric of {task} is {metrics[0]}; ↑ higher is better, ↓ lower")
+    if metric in info:
+        st.caption(f"**{board.metric_label(metric)}**: {info[metric]['description']}")
+    for column, reason in board.unranked_splits(task).items():
+        st.warning(f"{column} is shown but not ranked: {reason}")
     value = right.radio("Values", ["scaled", "raw"], horizontal=True, key="task_value",
                         help="scaled: negative control = 0, positive control = 1; raw: the metric itself")
     st.caption(f"Mean over seeds (±sd columns) of {metric} ({value}) per dataset · split; task score and rank: "
@@ -264,7 +273,7 @@ def regression_page(board: Board) -> None:
                         key="regression_b")
     sides = [board.table[(board.table["method"] == entry) & (board.table["status"] == "ok")] for entry in (a, b)]
     try:
-        result = compare(*sides)
+        result = compare(*sides, catalog=board.catalog)
     except StbenchError as err:
         st.error(str(err))
         return

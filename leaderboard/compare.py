@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from stbench.benchmark.errors import StbenchError
-from stbench.leaderboard.aggregate import metric_columns, primary_metrics
+from stbench.leaderboard.aggregate import declared_metrics, metric_columns, metric_info, primary_metrics
 
 PAIR = ["task", "split", "dataset", "instance", "seed"]
 
@@ -112,18 +112,26 @@ def _one_method(side: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     return side
 
 
-def compare(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
+def compare(a: pd.DataFrame, b: pd.DataFrame, catalog: dict | None = None) -> Comparison:
+    """Compare the ok cells of B with those of A. Metrics and their directions come from the
+    tasks' declarations in ``catalog`` (a results folder's catalog.json); without one (bare
+    results files), from the metric registry, which imports no adapter."""
     from scipy import stats
 
-    from stbench.tasks.metrics import METRICS  # directions; imported here, not by the leaderboard app at start
+    declared = declared_metrics(catalog)
+    if declared:
+        directions = {m: d["higher_is_better"] for m, d in metric_info(catalog).items()}
+    else:
+        from stbench.tasks.metrics import METRICS  # directions; imported here, not by the app at start
 
+        directions = {m: info.higher_is_better for m, info in METRICS.items()}
     a, b = _one_method(a, b), _one_method(b, a)
     for side, name in ((a, "A"), (b, "B")):
         if side.duplicated(PAIR + ["method"]).any():
             raise StbenchError(f"side {name} holds one method with several parameter sets; Expected: select one "
                                "variant (NAME:key=value) or one version (NAME@VERSION)")
     keys = PAIR + (["method"] if a["method"].nunique() > 1 and b["method"].nunique() > 1 else [])
-    metrics = [m for m in metric_columns(a) if m in b.columns and m in METRICS]
+    metrics = [m for m in metric_columns(a, declared) if m in b.columns and m in directions]
     primaries = {**primary_metrics(b), **primary_metrics(a)}
     pairing = "cells"
     merged = a[keys + metrics].merge(b[keys + metrics], on=keys, suffixes=("_a", "_b"))
@@ -137,12 +145,12 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
     rows = []
     for task, part in merged.groupby("task"):
         primary = primaries.get(task)
-        for m in metrics:
+        for m in (metrics if not declared else [m for m in declared.get(task, metrics) if m in metrics]):
             pa, pb = part[f"{m}_a"].to_numpy(float), part[f"{m}_b"].to_numpy(float)
             ok = np.isfinite(pa) & np.isfinite(pb)
             if not ok.any():
                 continue
-            sign = 1.0 if METRICS[m].higher_is_better else -1.0
+            sign = 1.0 if directions[m] else -1.0
             d = sign * (pb[ok] - pa[ok])
             if len(d) > 1:
                 half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))

@@ -88,11 +88,11 @@ class Board:
     """Everything the pages show, computed once per filtered table (the app caches it)."""
 
     table: pd.DataFrame
-    catalog: dict = field(default_factory=lambda: {"methods": {}, "datasets": {}})
+    catalog: dict = field(default_factory=lambda: {"methods": {}, "datasets": {}, "tasks": {}})
 
     @cached_property
     def scaled(self) -> pd.DataFrame:
-        return aggregate.scale(aggregate.long_scores(self.table))
+        return aggregate.scale(aggregate.long_scores(self.table, aggregate.declared_metrics(self.catalog)))
 
     @cached_property
     def task_ranking(self) -> pd.DataFrame:
@@ -167,9 +167,14 @@ class Board:
             raise StbenchError(f"task {task!r} reports no metric {metric!r}. Expected one of "
                                f"{self.metrics(task)}")
         summ = aggregate.seed_summary(rows, value=value)
-        summ["column"] = summ["dataset"] + " · " + summ["split"]
+        unranked = rows.groupby(["dataset", "split"])["unranked"].first()
+        summ["column"] = [f"{d} · {s}" + (" (not ranked)" if unranked.get((d, s), "") else "")
+                          for d, s in zip(summ["dataset"], summ["split"])]
         tr = self.task_ranking[self.task_ranking["task"] == task].set_index("method")
-        out = pd.DataFrame(index=tr.index)
+        kinds = self.table.groupby("method")["method_kind"].first()
+        out = pd.DataFrame(index=tr.index.union(pd.Index(summ["method"].unique())))
+        tr = tr.reindex(out.index)
+        tr["kind"] = kinds.reindex(out.index)
         out["kind"] = tr["kind"]
         out["task score"] = tr["score"]
         for col, part in summ.groupby("column", sort=True):
@@ -185,10 +190,23 @@ class Board:
         return _ranked(out, "task score", methods)
 
     def metrics(self, task: str) -> list[str]:
-        """The metrics a task reports, primary first."""
-        rows = self.scaled[self.scaled["task"] == task]
+        """The metrics a task reports, primary first (in the task's declared order when known)."""
+        reported = set(self.scaled.loc[self.scaled["task"] == task, "metric"])
+        declared = aggregate.declared_metrics(self.catalog).get(task)
+        if declared:
+            return [m for m in declared if m in reported]
         primary = aggregate.primary_metrics(self.table)[task]
-        return [primary] + sorted(set(rows["metric"]) - {primary})
+        return [primary] + sorted(reported - {primary})
+
+    def metric_label(self, metric: str) -> str:
+        """``name (↑)`` or ``name (↓)``: the direction, from the task declarations in the catalog."""
+        info = aggregate.metric_info(self.catalog).get(metric)
+        return metric if info is None else f"{metric} ({'↑' if info['higher_is_better'] else '↓'})"
+
+    def unranked_splits(self, task: str) -> dict[str, str]:
+        """"dataset · split" -> why those cells are shown but not ranked."""
+        rows = self.table[(self.table["task"] == task) & (self.table["unranked"].astype(str) != "")]
+        return {f"{d} · {s}": r for (d, s), r in rows.groupby(["dataset", "split"])["unranked"].first().items()}
 
     def cost_vs_score(self, task: str) -> pd.DataFrame:
         """Per method on one task: score with its sd over seeds, mean time and peak memory, Pareto flags."""

@@ -18,7 +18,7 @@ coordinate array alone.
 Metrics: LTARI (primary) = ARI between the query's true labels and the labels
 of each query spot's reference partner, the partner being argmax pi when a
 plan is returned and otherwise the nearest reference spot in aligned
-coordinates (the rule is recorded as ``ltari_rule``); query spots left
+coordinates (the rule is recorded as the annotation ``ltari_rule``); query spots left
 unmatched by a partial plan (an empty row) are scored out, and
 ``ltari_mapped`` records the share that was matched; ``ltari_nn`` always uses
 the nearest-neighbour rule, so coordinate quality is comparable across
@@ -26,7 +26,7 @@ methods; ``coord_rmse`` where the query's true position in the reference
 frame is known (synthetic slices, MERFISH z-planes in one frame);
 ``registration_rmse`` against an external registration where the dataset has
 one (HER2ST: the authors' ``spatial_warped``, in image pixels; a second
-reference, not ground truth).
+reference, not ground truth). A metric that does not apply to a pair is NaN.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
 from stbench.tasks.base import Problem, Task, hash_arrays, label_array, make_view, split_rng
-from stbench.tasks.metrics.alignment import coord_rmse, ltari, ltari_mapped, registration_rmse, transfer_partner
+from stbench.tasks.metrics.alignment import (coord_rmse, ltari, ltari_mapped, ltari_nn, registration_rmse,
+                                             transfer_partner)
 
 
 @dataclass
@@ -68,9 +69,13 @@ class Alignment(Task):
     name = "alignment"
     version = "2"  # 2: an empty plan row means "unmatched" (scored out); ltari_mapped
     splits = ("rigid",)
-    primary_metric = "ltari"
+    metrics = ("ltari", "ltari_nn", "ltari_mapped", "coord_rmse", "registration_rmse")
     instance_unit = "pairs"
     summary = "Map a rigidly moved query slice onto a reference slice."
+    split_summaries = {"rigid": "the query rotated, translated, shuffled and renamed at random"}
+    TRIVIAL_BASELINE = "identity"
+    SPATIAL_BASELINES = ("icp", "centroid_pca")
+    TRIVIAL_IS_CHANCE = True  # no alignment under a uniformly random rotation is a random placement
     output_contract = ("{'aligned': float array (n_query, 2) of query coordinates in the reference frame, "
                        "'plan': optional array (n_query, n_reference) >= 0}, or the (n_query, 2) array alone; "
                        "rows in inputs.query order")
@@ -176,19 +181,19 @@ class Alignment(Task):
     def score(self, problem, output) -> dict:
         sol = problem.solution
         ref_xy = problem.inputs.reference.obsm["spatial"]
-        partner, rule = transfer_partner(ref_xy, output["aligned"], output["plan"])
-        nn_partner, _ = transfer_partner(ref_xy, output["aligned"])
-        scores = {
+        partner, _ = transfer_partner(ref_xy, output["aligned"], output["plan"])
+        true_xy, registered_xy = sol["query_true_spatial"], sol.get("query_registered_spatial")
+        return {
             "ltari": ltari(sol["reference_labels"], sol["query_labels"], partner),
-            "ltari_rule": rule,
+            "ltari_nn": ltari_nn(sol["reference_labels"], sol["query_labels"], ref_xy, output["aligned"]),
             "ltari_mapped": ltari_mapped(partner),
-            "ltari_nn": ltari(sol["reference_labels"], sol["query_labels"], nn_partner),
+            "coord_rmse": coord_rmse(true_xy, output["aligned"]) if true_xy is not None else float("nan"),
+            "registration_rmse": (registration_rmse(registered_xy, output["aligned"])
+                                  if registered_xy is not None else float("nan")),
         }
-        if sol["query_true_spatial"] is not None:
-            scores["coord_rmse"] = coord_rmse(sol["query_true_spatial"], output["aligned"])
-        if sol.get("query_registered_spatial") is not None:
-            scores["registration_rmse"] = registration_rmse(sol["query_registered_spatial"], output["aligned"])
-        return scores
+
+    def annotate(self, problem, output):
+        return {"ltari_rule": "argmax_pi" if output["plan"] is not None else "nearest_neighbour"}
 
     def spatial_map(self, problem, output):
         sol = problem.solution

@@ -40,6 +40,8 @@ class Problem:
     split_sha256: str
     dataset_sha256: str
     scoring: dict = field(default_factory=dict)  # task-private helpers (raster layout, ...)
+    # why this (task, split, dataset) is shown but not ranked ("" = ranked); see Task.unranked_reason
+    unranked: str = ""
 
 
 def split_rng(dataset_sha256: str, task: str, split: str, instance: str, seed: int) -> np.random.Generator:
@@ -100,18 +102,71 @@ def known(labels: np.ndarray) -> np.ndarray:
 
 class Task:
     """Base class of a task. A subclass sets the class attributes and implements
-    ``make_problem``, ``check_output`` and ``score``."""
+    ``make_split``, ``make_problem``, ``check_output`` and ``score``.
+
+    The one declaration of what a task reports is ``metrics``: registered metric
+    names (``stbench.tasks.metrics``), the primary first. ``score`` returns exactly
+    those (NaN where one does not apply, e.g. a coordinate error without known
+    positions); the runner checks it. Values that describe a cell rather than
+    grade it (the rule a score used, how many clusters came out) are
+    ``annotate``'s, recorded as tags, never as metrics. The runner's table, the
+    aggregation, ``stbench compare`` and the leaderboard all read ``metrics``
+    (the last three through ``declaration()`` in the results folder's catalog).
+    """
 
     name: ClassVar[str]
     version: ClassVar[str]
     splits: ClassVar[tuple[str, ...]]
-    primary_metric: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]  # primary first
     summary: ClassVar[str]
+    split_summaries: ClassVar[dict[str, str]] = {}  # split -> one line: what is held out or corrupted
     output_contract: ClassVar[str]  # said in every invalid_output message
     # dataset name -> the instances (slices, slice groups or pairs) it runs on
     DATASETS: ClassVar[dict[str, list[str]]]
     # what the task gives every method that a method might not otherwise know
     provides_true_k: ClassVar[bool] = False
+    # The validity rule (tests/test_validity.py): on the synthetic tissue a ranked split's
+    # primary metric must order negative control < TRIVIAL_BASELINE < the best of
+    # SPATIAL_BASELINES < positive control, each gap larger than the seed sd.
+    TRIVIAL_BASELINE: ClassVar[str] = ""
+    SPATIAL_BASELINES: ClassVar[tuple[str, ...]] = ()
+    # True where the trivial baseline scores chance level by construction, so that it cannot be
+    # above the negative control: the rule then asks only that it is not below it
+    TRIVIAL_IS_CHANCE: ClassVar[bool] = False
+    # split -> why it is run and shown but not ranked (measured; the validity test keeps it true)
+    UNRANKED: ClassVar[dict[str, str]] = {}
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metrics[0]
+
+    def unranked_reason(self, dataset, split: str) -> str:
+        """"" when cells of ``split`` on ``dataset`` are ranked, else why they are only shown."""
+        return self.UNRANKED.get(split, "")
+
+    def annotate(self, problem: Problem, output) -> dict:
+        """Bookkeeping about a scored output (recorded as tags, never ranked). ``uses_true_k``:
+        True when the task itself used the true number of domains for this output."""
+        return {}
+
+    def checked_scores(self, problem: Problem, output) -> dict[str, float]:
+        """``score``, held to the declaration: exactly ``metrics``, as floats (NaN allowed)."""
+        scores = self.score(problem, output)
+        if set(scores) != set(self.metrics):
+            raise TypeError(f"task {self.name!r}: score() returned {sorted(scores)}, but the task declares "
+                            f"metrics {list(self.metrics)}; a task must return exactly its declared metrics "
+                            "(NaN where one does not apply) and put bookkeeping in annotate()")
+        return {m: float(scores[m]) for m in self.metrics}
+
+    def declaration(self) -> dict:
+        """Plain data about the task for the results folder's catalog (the leaderboard reads it,
+        so it never imports tasks): summary, splits, metrics with direction, range and formula."""
+        from stbench.tasks.metrics import METRICS
+
+        return {"name": self.name, "version": self.version, "summary": self.summary,
+                "splits": {s: self.split_summaries.get(s, "") for s in self.splits},
+                "unranked": dict(self.UNRANKED), "primary_metric": self.primary_metric,
+                "metrics": [METRICS[m].declaration() for m in self.metrics]}
 
     def check_split(self, split: str) -> str:
         if split not in self.splits:
@@ -193,30 +248,32 @@ def n_label_classes(labels: np.ndarray) -> int:
     return len({v for v in labels if v is not None})
 
 
-def imputation_ari_scores(labels, predicted_full, true_full, scored: np.ndarray, cache: dict | None = None) -> dict[str, float]:
-    """Imputation ARI of the predicted matrix and, beside it, the reference ARI of the truth.
+def imputation_ari_score(labels, predicted_full, true_full, scored: np.ndarray, cache: dict) -> float:
+    """Imputation ARI of the predicted matrix (NaN without at least 2 labelled classes).
 
-    Both cluster the whole slice (PCA 30 + k-means, k = number of true
-    classes); ARI is taken on the ``scored`` spots that carry a label.
+    Both the prediction and, once per problem, the truth (the ceiling this metric can
+    reach, kept in ``cache["imputation_ari_reference"]`` for ``imputation_ari_annotation``)
+    are clustered over the whole slice (PCA 30 + k-means, k = number of true classes);
+    ARI is taken on the ``scored`` spots that carry a label.
     """
     from stbench.tasks.metrics.labels import imputation_ari
 
     if labels is None:
-        return {}
+        return float("nan")
     ok = known(labels) & scored
     k = n_label_classes(labels[ok])
     if k < 2 or ok.sum() < 10:
-        return {}
+        return float("nan")
     lab = np.array([str(v) for v in labels], dtype=object)
-    # The reference depends on the problem only: computed once, reused for every method.
-    cache = {} if cache is None else cache
-    if "imputation_ari_reference" not in cache:
+    if "imputation_ari_reference" not in cache:  # depends on the problem only: once for every method
         cache["imputation_ari_reference"] = imputation_ari(lab, true_full, k, ok)
-    reference = cache["imputation_ari_reference"]
-    return {
-        "imputation_ari": imputation_ari(lab, predicted_full, k, ok),
-        "imputation_ari_reference": reference,
-    }
+    return imputation_ari(lab, predicted_full, k, ok)
+
+
+def imputation_ari_annotation(problem: Problem) -> dict:
+    """The imputation-ARI ceiling (the truth clustered the same way), a note beside the metric."""
+    ref = problem.scoring.get("imputation_ari_reference")
+    return {} if ref is None else {"imputation_ari_reference": round(float(ref), 4)}
 
 
 def expression_map(xy, truth: np.ndarray, prediction: np.ndarray, var_names, what: str) -> dict:

@@ -13,9 +13,25 @@ genes, and the method sees the same matrix with the masked entries set to 0
 (as in SUICA, the mask is applied after normalisation, so a spot's library
 size is the measured one). Which entries were masked is not revealed.
 
-Output: the full (spots x genes) non-negative matrix. Primary metric: MAE on
-the masked entries; MSE and the ``_nz`` variants on them too; per-spot and
-per-gene correlations on the whole matrix; imputation ARI.
+Output: the full (spots x genes) non-negative matrix.
+
+Scoring (version 2): the primary metric is ``pearson_gene_masked``, the
+Pearson correlation of each gene between truth and prediction over that gene's
+masked entries, averaged over genes (a gene constant there scores 0): does a
+method put each gene's hidden values in the right order? Any fill that is
+constant per gene (all zeros, the gene mean) scores 0 by construction, and
+among fills computed from what the method sees the conditional expectation of
+the truth maximises each gene's correlation. Version 1 ranked MAE on the masked
+entries, zeros included, whose optimum is the conditional *median*: 0 for the
+many sparse genes, so all-zero fills won (on MERFISH the gene-shuffled negative
+control beat every zero-filling baseline). MSE on the masked entries is next
+to it, not first: it is dominated by calibration, since no method is told which
+zeros were masked, and on the synthetic tissue it ranks the gene mean (3.23 on
+dropout30, 4.98 on mute70) above spatial k-NN smoothing (3.35, 5.14), whose
+fills carry the spatial signal (``pearson_gene_masked`` 0.24 / 0.10 vs 0).
+Beside them: MAE and the ``_nz`` variants on the masked entries, per-spot and
+per-gene correlations on the whole matrix, imputation ARI (its ceiling
+recorded as an annotation).
 """
 
 from __future__ import annotations
@@ -28,9 +44,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import (Problem, Task, expression_map, hash_arrays, imputation_ari_scores, label_array, make_view,
-                                split_rng, square_grid)
-from stbench.tasks.metrics.expression import expression_scores, mae, mae_nz, mse, mse_nz
+from stbench.tasks.base import (Problem, Task, expression_map, hash_arrays, imputation_ari_annotation,
+                                imputation_ari_score, label_array, make_view, split_rng, square_grid)
+from stbench.tasks.metrics.expression import expression_scores, mae, mae_nz, mse, mse_nz, pearson_gene_masked
+
+# correlations over the whole matrix (measured entries included), beside the masked-entry errors
+WHOLE_MATRIX_METRICS = ("cosine", "pearson", "spearman", "cosine_gene", "pearson_gene", "spearman_gene")
 
 MASK_RATE = {"dropout30": 0.3, "mute70": 0.7}
 
@@ -54,10 +73,15 @@ def entry_mask(counts: sp.csr_matrix, split: str, rng) -> sp.csr_matrix:
 
 class GeneImputation(Task):
     name = "gene_imputation"
-    version = "1"
+    version = "2"  # 2: pearson_gene_masked is primary (was MAE on the masked entries)
     splits = ("dropout30", "mute70")
-    primary_metric = "mae"
+    metrics = ("pearson_gene_masked", "mse", "mae", "mse_nz", "mae_nz") + WHOLE_MATRIX_METRICS + ("imputation_ari",)
     summary = "Recover expression entries that were set to 0, without being told which."
+    split_summaries = {"dropout30": "30 % of the non-zero entries set to 0",
+                       "mute70": "70 % of all entries set to 0, zeros included (SUICA's protocol)"}
+    TRIVIAL_BASELINE = "gene_mean"
+    SPATIAL_BASELINES = ("spatial_knn_smoothing",)
+    TRIVIAL_IS_CHANCE = True  # a prediction constant per gene has per-gene Pearson 0 by construction
     output_contract = ("a non-negative finite matrix of shape (n_spots, n_genes) of inputs.adata: the "
                        "imputed full matrix, rows and columns in the input order")
     DATASETS = {
@@ -105,13 +129,17 @@ class GeneImputation(Task):
     def score(self, problem, output) -> dict[str, float]:
         m = problem.scoring["mask"]
         truth = problem.solution
-        scores = expression_scores(truth, output)  # correlations on the whole matrix
+        scores = expression_scores(truth, output, WHOLE_MATRIX_METRICS)
         # errors on the masked entries only, with the pinned metric definitions
         t, p = truth[m], output[m]
-        scores.update({"mae": mae(t, p), "mse": mse(t, p), "mae_nz": mae_nz(t, p), "mse_nz": mse_nz(t, p)})
-        scores.update(imputation_ari_scores(problem.scoring["labels"], output, truth,
-                                            np.ones(len(truth), bool), problem.scoring))
+        scores.update({"mae": mae(t, p), "mse": mse(t, p), "mae_nz": mae_nz(t, p), "mse_nz": mse_nz(t, p),
+                       "pearson_gene_masked": pearson_gene_masked(truth, output, m)})
+        scores["imputation_ari"] = imputation_ari_score(problem.scoring["labels"], output, truth,
+                                                        np.ones(len(truth), bool), problem.scoring)
         return scores
+
+    def annotate(self, problem, output):
+        return imputation_ari_annotation(problem)
 
     def spatial_map(self, problem, output):
         view = problem.inputs.adata

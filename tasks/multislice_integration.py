@@ -9,7 +9,10 @@ Output: an embedding (n_spots x d, input order), either as an array or as
 ``{"embedding": array, "labels": optional labels}``. The task clusters every
 embedding the same way (k-means, k = true domains, 10 restarts, fixed seed):
 ARI of that joint clustering is primary, with NMI, CA, ARI per slice, batch
-ASW and label ASW. Labels a method returns are scored as ``ari_method_labels``.
+ASW and label ASW. The same embedding is also clustered by a tied-covariance
+Gaussian mixture (mclust's EEE): ``ari_gmm`` / ``nmi_gmm`` / ``ca_gmm``, as in
+domain identification. Labels a method returns are scored as
+``ari_method_labels`` (NaN when it returns none).
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ import scipy.sparse as sp
 from stbench.datasets.preprocessing import log_normalize, select_hvg
 from stbench.tasks.base import Problem, Task, hash_arrays, known, label_array, make_view, n_label_classes
 from stbench.tasks.domain_identification import check_embedding, labels_in_order
-from stbench.tasks.metrics.integration import integration_scores
-from stbench.tasks.metrics.labels import ari
+from stbench.tasks.metrics.integration import ari_method_labels, integration_scores
 
 
 @dataclass
@@ -36,12 +38,17 @@ class IntegrationInput:
 
 class MultisliceIntegration(Task):
     name = "multislice_integration"
-    version = "1"
+    version = "2"  # 2: the _gmm metrics
     splits = ("all_slices",)
-    primary_metric = "ari"
+    metrics = ("ari", "nmi", "ca", "ari_gmm", "nmi_gmm", "ca_gmm", "ari_per_slice", "batch_asw", "label_asw",
+               "ari_method_labels")
     provides_true_k = True
     instance_unit = "group"
     summary = "Embed several slices of one donor jointly so that domains match across slices."
+    split_summaries = {"all_slices": "every slice of one donor, with the number of annotated domains"}
+    # no spatial baseline integrates: the simple baseline that does the task's point is batch correction
+    TRIVIAL_BASELINE = "unintegrated_pca"
+    SPATIAL_BASELINES = ("harmony",)
     output_contract = ("an embedding of shape (n_spots, d) with d >= 1, finite, rows in inputs.adata order; "
                        "or a dict {'embedding': that array, 'labels': optional labels as for domain_identification}")
     # instance = the slices of the group joined by '+'
@@ -97,8 +104,7 @@ class MultisliceIntegration(Task):
         t = problem.solution[ok].astype(str)
         scores = integration_scores(output["embedding"][ok], t, problem.scoring["batches"][ok],
                                     problem.inputs.n_domains)
-        if output["labels"] is not None:
-            scores["ari_method_labels"] = ari(t, output["labels"][ok])
+        scores["ari_method_labels"] = ari_method_labels(t, output["labels"][ok]) if output["labels"] is not None else float("nan")
         return scores
 
 

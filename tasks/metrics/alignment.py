@@ -43,6 +43,13 @@ def ltari(ref_labels, query_labels, partner) -> float:
     return ari(q[known].astype(str), ref[known].astype(str))
 
 
+@metric("ltari_nn", higher_is_better=True, range=(-0.5, 1))
+def ltari_nn(ref_labels, query_labels, ref_coords, query_aligned) -> float:
+    """LTARI with every query spot's partner its nearest reference spot in aligned coordinates (plan ignored)."""
+    partner, _ = transfer_partner(ref_coords, query_aligned)
+    return ltari(ref_labels, query_labels, partner)
+
+
 @metric("ltari_mapped", higher_is_better=True, range=(0, 1))
 def ltari_mapped(partner) -> float:
     """Share of query spots that have a partner (partner >= 0); below 1 only for partial plans."""

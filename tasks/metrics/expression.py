@@ -124,6 +124,30 @@ def pearson_gene_masked(truth, pred, mask) -> float:
     return float(out.mean())
 
 
+POISSON_EPS = 1e-8  # Open Problems' epsilon: a zero rate where molecules were counted costs ~18 per count
+
+
+@metric("poisson_deviance", higher_is_better=False, range=(0, INF))
+def poisson_deviance(counts, pred_log, depth) -> float:
+    """mean_ij [x_ij log(x_ij / lam_ij) - x_ij + lam_ij], lam_ij = expm1(yhat_ij) depth_i / 1e4: Poisson deviance of target counts.
+
+    ``pred_log`` is a prediction on the log1p(normalise-to-1e4) scale; ``depth``
+    is each spot's library size of the target, so lam is the prediction
+    rescaled to the depth of the counts ``x`` it is scored against. It is the
+    Poisson negative log-likelihood (Batson et al. 2019's molecular
+    cross-validation loss; Open Problems' ``poisson``) minus its minimum, so a
+    perfect prediction scores 0; ``x`` may also be expected counts (true rates),
+    where it is the Poisson KL divergence. ``lam + 1e-8`` inside the log.
+    """
+    from scipy.special import xlogy
+
+    from stbench.datasets.preprocessing import TARGET_SUM
+
+    x = dense(counts)
+    lam = np.expm1(dense(pred_log)) * (np.asarray(depth, dtype=np.float64)[:, None] / TARGET_SUM)
+    return float(np.mean(xlogy(x, x / (lam + POISSON_EPS)) - x + lam))
+
+
 # The metrics of one truth/prediction pair of matrices, in the order tasks list them.
 EXPRESSION_METRICS = ("mae", "mse", "rmse_gene", "mae_nz", "mse_nz", "cosine", "pearson", "spearman",
                       "cosine_gene", "pearson_gene", "spearman_gene")
