@@ -151,7 +151,7 @@ def _results_folder(path: str):
 
 def cmd_export(args) -> int:
     from stbench.benchmark.store import ResultStore, write_table
-    from stbench.leaderboard.tables import Board, load_results, published_tables, write_published
+    from stbench.leaderboard.tables import Board, load_results, published_tables, task_descriptions, write_published
 
     results = _results_folder(args.results)
     if args.raw or args.format == "parquet":
@@ -160,8 +160,10 @@ def cmd_export(args) -> int:
         print(f"wrote {len(table)} cells to {path} ({args.format})")
         return 0
     table, catalog = load_results(results)
-    tables = published_tables(Board(table, catalog))
-    paths = write_published(tables, args.output, args.format, title=f"stbench leaderboard ({results})")
+    board = Board(table, catalog)
+    tables = published_tables(board)
+    paths = write_published(tables, args.output, args.format, title=f"stbench leaderboard ({results})",
+                            descriptions=task_descriptions(board))
     print(f"wrote the leaderboard of {len(table)} cells ({', '.join(tables)}) to {', '.join(map(str, paths))}")
     return 0
 

@@ -66,6 +66,8 @@ def long_scores(table: pd.DataFrame, declared: dict[str, list[str]] | None = Non
     per metric their task reports, so that they are counted rather than dropped.
     With ``declared`` (task -> metrics) only a task's declared metrics are kept."""
     metrics = metric_columns(table, declared)
+    if "unranked" not in table:  # a table from before the column existed: everything ranked
+        table = table.assign(unranked="")
     done = table[table["status"].isin(("ok",) + FAILED)]
     long = done.melt(id_vars=CELL + ["status", "method_kind", "uses_truth", "uses_true_k", "primary_metric",
                                      "unranked"],

@@ -18,6 +18,7 @@ from ``catalog.json``, which the runner wrote from the adapters' metadata.
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -280,8 +281,30 @@ def _with_pm(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_published(tables: dict[str, pd.DataFrame], path: str | Path, fmt: str, title: str) -> list[Path]:
-    """Write the tables as one Markdown or HTML document, or as one CSV file per table."""
+def task_descriptions(board: Board) -> dict[str, str]:
+    """task -> one line: its summary, primary metric with direction and formula, and unranked splits."""
+    info = aggregate.metric_info(board.catalog)
+    out = {}
+    for task in board.tasks:
+        decl = board.catalog.get("tasks", {}).get(task)
+        if not decl:
+            continue
+        primary = decl["primary_metric"]
+        text = f"{decl['summary']} Primary metric: {board.metric_label(primary)}"
+        if primary in info:
+            text += f", {info[primary]['description']}"
+        unranked = board.unranked_splits(task)
+        if unranked:
+            text += ". Not ranked: " + "; ".join(f"{col} ({why.split(':')[0]})" for col, why in unranked.items())
+        out[task] = text + "."
+    return out
+
+
+def write_published(tables: dict[str, pd.DataFrame], path: str | Path, fmt: str, title: str,
+                    descriptions: dict[str, str] | None = None) -> list[Path]:
+    """Write the tables as one Markdown or HTML document, or as one CSV file per table.
+    ``descriptions`` (table name -> a line) are printed above their tables."""
+    descriptions = descriptions or {}
     path = Path(path)
     note = ("Scores are scaled per task, split, dataset and metric: negative control = 0, positive control "
             "= 1. A failed cell counts 0. Task scores are means of the primary metric over splits and "
@@ -297,14 +320,15 @@ def write_published(tables: dict[str, pd.DataFrame], path: str | Path, fmt: str,
     if fmt == "md":
         parts = [f"# {title}", "", note, ""]
         for name, df in tables.items():
-            parts += [f"## {name}", "", _with_pm(df).to_markdown(index=False, floatfmt=".3f"), ""]
+            parts += [f"## {name}", ""] + ([descriptions[name], ""] if name in descriptions else []) + \
+                [_with_pm(df).to_markdown(index=False, floatfmt=".3f"), ""]
         path.write_text("\n".join(parts))
     elif fmt == "html":
         parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>",
                  f"<h1>{title}</h1><p>{note}</p>"]
         for name, df in tables.items():
-            parts += [f"<h2>{name}</h2>", _with_pm(df).to_html(index=False, na_rep="",
-                                                                 float_format=lambda v: f"{v:.3f}")]
+            parts += [f"<h2>{name}</h2>"] + ([f"<p>{html.escape(descriptions[name])}</p>"] if name in descriptions else [])
+            parts += [_with_pm(df).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3f}")]
         path.write_text("\n".join(parts + ["</body></html>"]))
     else:
         raise StbenchError(f"unknown leaderboard export format {fmt!r}. Expected one of: md, html, csv")

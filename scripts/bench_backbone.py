@@ -51,7 +51,7 @@ def bench_metrics() -> None:
     t_ssim = time.perf_counter() - t0
     problem.scoring.pop("imputation_ari_reference", None)
     t0 = time.perf_counter()
-    scores = task.score(problem, pred)
+    scores = task.checked_scores(problem, pred)
     t_all = time.perf_counter() - t0
     t0 = time.perf_counter()
     task.score(problem, pred)

@@ -19,7 +19,7 @@ def run(method, problem, **overrides):
     ctx = RunContext(0, "cpu", None, {**m.params, **overrides}, "alignment", "rigid",
                      solution=problem.solution if m.uses_truth else None)
     out = TASK.check_output(problem, m.run("alignment", problem.inputs, ctx))
-    return out, TASK.score(problem, out)
+    return out, {**TASK.checked_scores(problem, out), **TASK.annotate(problem, out)}
 
 
 @pytest.fixture(scope="module")

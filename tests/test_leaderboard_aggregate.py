@@ -117,3 +117,37 @@ def test_variants_and_versions_are_their_own_board_entries():
     assert list(board_names(rows, catalog)) == ["m", "m:k=1", "m@2", "m", "solo"]
     # without a catalog the most recorded parameter set keeps the bare name
     assert list(board_names(rows, {"methods": {}, "datasets": {}})) == ["m", "m:k=1", "m@2", "m", "solo"]
+
+
+def test_unranked_cells_are_shown_but_never_ranked(table):
+    """A (task, split, dataset) its task marks unranked keeps its scaled scores (the tables show
+    them) but counts in no task score: here B is best on an unranked split and stays last."""
+    g = "gene_imputation"
+    extra = pd.DataFrame([
+        _row(g, "gaussian_like", "negative_control", 0, mae=2.0),
+        _row(g, "gaussian_like", "positive_control", 0, mae=0.0),
+        _row(g, "gaussian_like", "A", 0, mae=1.9),
+        _row(g, "gaussian_like", "B", 0, mae=0.1),
+    ]).assign(unranked="the target is a noisy sample")
+    full = pd.concat([table.assign(unranked=""), extra], ignore_index=True)
+    scaled = scale(long_scores(full))
+    assert scaled[(scaled["split"] == "gaussian_like") & (scaled["method"] == "B")]["scaled"].item() \
+        == pytest.approx(0.95)
+    ranks = task_ranking(full).set_index(["task", "method"])
+    assert ranks.loc[(g, "A"), "score"] == pytest.approx(0.5)  # dropout30 only
+    assert ranks.loc[(g, "B"), "score"] == pytest.approx(-0.25)
+    assert ranks.loc[(g, "A"), "rank"] < ranks.loc[(g, "B"), "rank"]
+
+
+def test_declared_metrics_keep_bookkeeping_out_of_the_scores(table):
+    """With the tasks' declarations (catalog.json), a numeric column a task does not declare
+    (an older run's n_clusters) is not a score; without them every numeric column is."""
+    from stbench.leaderboard.aggregate import declared_metrics, metric_columns
+
+    t = table.assign(n_clusters=7.0)
+    catalog = {"tasks": {"domain_identification": {"metrics": [{"name": "ari"}, {"name": "nmi"}]},
+                         "gene_imputation": {"metrics": [{"name": "mae"}]}}}
+    declared = declared_metrics(catalog)
+    assert metric_columns(t, declared) == ["ari", "nmi", "mae"]
+    assert "n_clusters" in metric_columns(t)
+    assert set(long_scores(t, declared)["metric"]) == {"ari", "nmi", "mae"}

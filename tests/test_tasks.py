@@ -66,6 +66,47 @@ def test_denoising_gaussian_keeps_zeros_and_thinning_halves_depth(tiny):
     assert arrays["data"].sum() / counts.sum() == pytest.approx(0.5, abs=0.02)
 
 
+def test_denoising_mcv_splits_molecules_and_scores_against_the_held_out_half(tiny):
+    """mcv: the method sees x' ~ Binomial(x, 0.5) log-normalised; the target is the other half
+    x'' = x - x' on the same scale; x' + x'' = x; the view holds nothing of x''."""
+    from stbench.datasets.preprocessing import log_normalize
+
+    task = get_task("denoising")
+    p = task.make_problem(tiny, "slice0", "mcv", 0)
+    arrays = task.make_split(tiny, "slice0", "mcv", 0)
+    counts = sp.csr_matrix(tiny.slice("slice0").X)
+    seen = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=counts.shape)
+    held = counts - seen
+    assert (held.data >= 0).all() and seen.sum() / counts.sum() == pytest.approx(0.5, abs=0.02)
+    genes = [list(tiny.adata.var_names).index(g) for g in p.inputs.adata.var_names]
+    assert np.allclose(p.inputs.adata.X, log_normalize(seen)[:, genes].toarray(), atol=1e-6)
+    assert np.allclose(p.solution, log_normalize(held)[:, genes].toarray(), atol=1e-6)
+    assert np.allclose(p.scoring["target_counts"], held[:, genes].toarray())
+    assert set(p.inputs.adata.obsm) <= {"spatial", "grid"} and not p.inputs.adata.layers
+    # the positive control (the target itself) has deviance 0; the identity pays the noise of both halves
+    ok = task.checked_scores(p, p.solution)
+    ident = task.checked_scores(p, np.asarray(p.inputs.adata.X, float))
+    assert ok["poisson_deviance"] == pytest.approx(0, abs=1e-6) and ident["poisson_deviance"] > 0.1
+
+
+def test_denoising_is_scored_against_true_rates_on_the_synthetic_tissue():
+    """The registered synthetic tissue stores its true expression; gaussian and thinning are
+    scored against it (and ranked), whereas a dataset without it is scored against the clean
+    sample and its gaussian cells are not ranked."""
+    from stbench.datasets.loading import load_dataset
+    from stbench.datasets.preprocessing import log_normalize
+
+    ds = load_dataset("synthetic")
+    task = get_task("denoising")
+    p = task.make_problem(ds, "slice1", "gaussian", 0)
+    a = ds.slice("slice1")
+    genes = [list(a.var_names).index(g) for g in p.inputs.adata.var_names]
+    rates = log_normalize(sp.csr_matrix(a.layers["rates"]))[:, genes].toarray()
+    assert np.allclose(p.solution, rates, atol=1e-5) and p.unranked == ""
+    assert not np.allclose(p.solution, log_normalize(a.X)[:, genes].toarray(), atol=1e-2)
+    assert "rates" not in p.inputs.adata.layers and not p.inputs.adata.layers
+
+
 def test_domain_view_has_no_labels_but_k(tiny):
     p = get_task("domain_identification").make_problem(tiny, "slice0", "whole_slice", 0)
     assert not TRUTH_COLUMNS & set(p.inputs.adata.obs.columns)
@@ -144,3 +185,29 @@ def test_alignment_and_integration_contracts(tiny):
         t.check_output(p, {"emb": 1})
     with pytest.raises(ContractError, match="NaN"):
         t.check_output(p, np.full((p.inputs.adata.n_obs, 2), np.nan))
+
+
+def test_every_task_scores_exactly_its_declared_metrics(tiny, monkeypatch):
+    """One list per task: score() returns exactly ``metrics`` (primary first), bookkeeping goes to
+    annotate(), and the runner's check refuses a task that reports anything else."""
+    from stbench.benchmark.runner import run_cell
+    from stbench.methods import METHODS
+    from stbench.tasks import TASKS
+    from stbench.tasks.metrics import METRICS
+
+    for task in TASKS.values():
+        assert task.metrics[0] == task.primary_metric and len(set(task.metrics)) == len(task.metrics)
+        assert set(task.metrics) <= set(METRICS), f"{task.name} declares unregistered metrics"
+        decl = task.declaration()
+        assert [m["name"] for m in decl["metrics"]] == list(task.metrics) and set(decl["splits"]) == set(task.splits)
+        instance = task.instances(tiny.spec)[0]
+        p = task.make_problem(tiny, instance, task.splits[0], 0)
+        row = run_cell(p, METHODS["positive_control"])
+        assert row["status"] == "ok", (task.name, row["error"])
+        assert {m for m in METRICS if m in row} == set(task.metrics), task.name
+    task = get_task("domain_identification")
+    p = task.make_problem(tiny, "slice0", "whole_slice", 0)
+    original = task.score
+    monkeypatch.setattr(task, "score", lambda problem, output: {**original(problem, output), "n_clusters": 7.0})
+    with pytest.raises(TypeError, match="must return exactly its declared metrics"):
+        task.checked_scores(p, task.check_output(p, np.zeros(p.inputs.adata.n_obs, int)))
