@@ -50,6 +50,6 @@ def test_compare_cli_weakened_variant_regresses(tmp_path, capsys):
             "--markdown", str(tmp_path / "cmp.md")]
     assert main(args + ["--fail-on-regression"]) == 1
     out = capsys.readouterr().out
-    assert "| spatial_imputation | cosine (primary)" in out and "**regressed**" in out
+    assert "| spatial_imputation | pearson_gene (primary)" in out and "**regressed**" in out
     assert main(args) == 0  # without the flag a regression is reported, not fatal
     assert (tmp_path / "cmp.md").read_text().startswith("### stbench compare")

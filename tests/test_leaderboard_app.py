@@ -107,7 +107,7 @@ def test_regression_page_flags_the_weakened_variant(leaderboard_results, monkeyp
     assert at.selectbox(key="regression_b").value == "low_rank_completion:iterations=1"
     table = at.dataframe[-1].value
     primary = table[table["primary"]].iloc[0]
-    assert primary["metric"] == "mae" and primary["verdict"] == "regressed" and primary["n"] == 6
+    assert primary["metric"] == "pearson_gene_masked" and primary["verdict"] == "regressed" and primary["n"] == 6
     assert "primary metric regressed" in at.error[0].value
     at.selectbox(key="regression_b").set_value("low_rank_completion").run()  # against itself: no change
     table = at.dataframe[-1].value

@@ -53,6 +53,13 @@ def label_asw(embedding, labels) -> float:
     return float((silhouette_score(np.asarray(embedding)[idx], lab) + 1) / 2)
 
 
+@metric("ari_per_slice", higher_is_better=True, range=(-0.5, 1))
+def ari_per_slice(truth, pred, batches) -> float:
+    """mean over slices s of ARI(truth, pred) within s: the joint clustering judged one slice at a time."""
+    t, p, b = np.asarray(truth).astype(str), np.asarray(pred).astype(str), np.asarray(batches).astype(str)
+    return float(np.mean([ari(t[b == s], p[b == s]) for s in np.unique(b)]))
+
+
 @metric("ari_method_labels", higher_is_better=True, range=(-0.5, 1))
 def ari_method_labels(truth, method_labels) -> float:
     """ARI of the labels the method returned itself, beside the task's clusterings of its embedding."""
@@ -65,7 +72,6 @@ def integration_scores(embedding, labels, batches, k: int) -> dict[str, float]:
     lab, b = np.asarray(labels).astype(str), np.asarray(batches).astype(str)
     pred = cluster_embedding(emb, k)
     pred_gmm = cluster_embedding_gmm(emb, k)
-    per_slice = [ari(lab[b == s], pred[b == s]) for s in np.unique(b)]
     return {
         "ari": ari(lab, pred),
         "nmi": nmi(lab, pred),
@@ -73,7 +79,7 @@ def integration_scores(embedding, labels, batches, k: int) -> dict[str, float]:
         "ari_gmm": ari_gmm(lab, pred_gmm),
         "nmi_gmm": nmi_gmm(lab, pred_gmm),
         "ca_gmm": ca_gmm(lab, pred_gmm),
-        "ari_per_slice": float(np.mean(per_slice)),
+        "ari_per_slice": ari_per_slice(lab, pred, b),
         "batch_asw": batch_asw(emb, b, lab),
         "label_asw": label_asw(emb, lab),
     }
