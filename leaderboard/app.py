@@ -35,7 +35,8 @@ from stbench.leaderboard.tables import (Board, cell_count, failed_cells, filter_
 PAGES = ("Overview", "Tasks", "Methods", "Regression")
 SCALE_NOTE = ("Scaled scores: negative control = 0, positive control = 1, per task, split, dataset and metric "
               "(a method can fall below 0 or rise above 1). A failed cell counts 0. The task score is the mean "
-              "scaled primary metric over splits and datasets; the overall score is the mean over the tasks a "
+              "scaled primary metric over the ranked splits and datasets (a split marked not ranked is shown, never "
+              "scored); the overall score is the mean over the tasks a "
               "method solves of its task scores clipped to [0, 1]. Controls are shown, not ranked.")
 
 

@@ -307,7 +307,7 @@ def write_published(tables: dict[str, pd.DataFrame], path: str | Path, fmt: str,
     descriptions = descriptions or {}
     path = Path(path)
     note = ("Scores are scaled per task, split, dataset and metric: negative control = 0, positive control "
-            "= 1. A failed cell counts 0. Task scores are means of the primary metric over splits and "
+            "= 1. A failed cell counts 0. Task scores are means of the primary metric over the ranked splits and "
             "datasets; the overall score is the mean over tasks of the task scores clipped to [0, 1]. "
             "Controls are shown, not ranked.")
     if fmt == "csv":
