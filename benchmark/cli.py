@@ -187,8 +187,11 @@ def cmd_list(args) -> int:
 
     if args.what == "tasks":
         from stbench.tasks import TASKS
+        from stbench.tasks.metrics import METRICS
 
-        rows = [{"task": t.name, "version": t.version, "splits": ", ".join(t.splits), "primary": t.primary_metric,
+        rows = [{"task": t.name, "version": t.version, "splits": ", ".join(t.splits),
+                 "primary": f"{t.primary_metric} ({'higher' if METRICS[t.primary_metric].higher_is_better else 'lower'}"
+                            " is better)",
                  "datasets": ", ".join(t.DATASETS), "summary": t.summary} for t in TASKS.values()]
     elif args.what == "methods":
         from stbench.methods import METHODS
