@@ -292,11 +292,11 @@ def task_descriptions(board: Board) -> dict[str, str]:
         primary = decl["primary_metric"]
         text = f"{decl['summary']} Primary metric: {board.metric_label(primary)}"
         if primary in info:
-            text += f", {info[primary]['description']}"
+            text += f", {info[primary]['description'].rstrip('.')}"
         unranked = board.unranked_splits(task)
         if unranked:
             text += ". Not ranked: " + "; ".join(f"{col} ({why.split(':')[0]})" for col, why in unranked.items())
-        out[task] = text + "."
+        out[task] = text.rstrip(".") + "."
     return out
 
 
