@@ -47,3 +47,31 @@ def test_markdown_and_html_exports_carry_mean_and_sd(leaderboard_results, board,
 def test_export_of_a_folder_without_results_names_it(tmp_path, capsys):
     assert main(["export", "--results", str(tmp_path), "--format", "md", "-o", str(tmp_path / "x.md")]) == 2
     assert "no results table" in capsys.readouterr().err
+
+
+def test_tasks_carry_their_description_direction_and_unranked_marks(leaderboard_results, tmp_path):
+    """The catalog holds each task's declaration (written by the runner): the board labels
+    metrics with their direction, orders them as declared, and shows a split that its task
+    marks unranked as "(not ranked)" with the reason, out of the task score."""
+    import shutil
+
+    from stbench.leaderboard.tables import task_descriptions
+
+    folder = tmp_path / "results"
+    shutil.copytree(leaderboard_results, folder)
+    table = pd.read_parquet(folder / "results.parquet")
+    gene = table["task"] == "gene_imputation"
+    mute = table[gene].assign(split="mute70", unranked="the target is a noisy sample")
+    mute["cell_key"] = mute["cell_key"] + "-mute70"
+    pd.concat([table, mute], ignore_index=True).to_parquet(folder / "results.parquet")
+    board = Board(*load_results(folder))
+    assert board.metrics("gene_imputation")[:2] == ["pearson_gene_masked", "mse"]  # the declared order
+    assert board.metric_label("mse") == "mse (↓)" and board.metric_label("ari") == "ari (↑)"
+    tt = board.task_table("gene_imputation").set_index("method")
+    assert "synthetic · mute70 (not ranked)" in tt.columns and "synthetic · dropout30" in tt.columns
+    # the task score is that of dropout30 alone
+    ranked_only = Board(*load_results(leaderboard_results)).task_table("gene_imputation").set_index("method")
+    assert tt.loc["gene_mean", "task score"] == pytest.approx(ranked_only.loc["gene_mean", "task score"])
+    text = task_descriptions(board)["gene_imputation"]
+    assert "pearson_gene_masked (↑)" in text and "Not ranked: synthetic · mute70" in text
+    assert not text.endswith("..")
