@@ -205,7 +205,7 @@ class Board:
         return metric if info is None else f"{metric} ({'↑' if info['higher_is_better'] else '↓'})"
 
     def unranked_splits(self, task: str) -> dict[str, str]:
-        """"dataset · split" -> why those cells are shown but not ranked."""
+        """Map "dataset · split" -> why those cells are shown but not ranked."""
         rows = self.table[(self.table["task"] == task) & (self.table["unranked"].astype(str) != "")]
         return {f"{d} · {s}": r for (d, s), r in rows.groupby(["dataset", "split"])["unranked"].first().items()}
 

@@ -141,7 +141,7 @@ class Task:
         return self.metrics[0]
 
     def unranked_reason(self, dataset, split: str) -> str:
-        """"" when cells of ``split`` on ``dataset`` are ranked, else why they are only shown."""
+        """An empty string when cells of ``split`` on ``dataset`` are ranked, else why they are only shown."""
         return self.UNRANKED.get(split, "")
 
     def annotate(self, problem: Problem, output) -> dict:
