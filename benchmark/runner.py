@@ -164,7 +164,9 @@ def _base_row(problem, method: Method, params: dict) -> dict:
         "params": json.dumps(params, sort_keys=True), "uses_truth": method.uses_truth,
         "uses_true_k": bool(method.uses_true_k and task.provides_true_k), "device": _device(method),
         "dataset_sha256": problem.dataset_sha256, "split_sha256": problem.split_sha256,
-        "primary_metric": task.primary_metric, "error": "", "unranked": problem.unranked, "annotations": "",
+        "primary_metric": task.primary_metric, "error": "", "annotations": "",
+        # a problem that knows its dataset says it; otherwise the task's static declaration
+        "unranked": problem.unranked or task.UNRANKED.get(problem.split, ""),
     }
 
 

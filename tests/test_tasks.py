@@ -211,3 +211,16 @@ def test_every_task_scores_exactly_its_declared_metrics(tiny, monkeypatch):
     monkeypatch.setattr(task, "score", lambda problem, output: {**original(problem, output), "n_clusters": 7.0})
     with pytest.raises(TypeError, match="must return exactly its declared metrics"):
         task.checked_scores(p, task.check_output(p, np.zeros(p.inputs.adata.n_obs, int)))
+
+
+def test_a_declared_unranked_split_is_recorded_with_its_reason(tiny, monkeypatch):
+    """A task may declare a split unranked (``UNRANKED``); every cell of it carries the reason,
+    which the board shows and keeps out of rankings. Ranked cells carry ""."""
+    from stbench.benchmark.runner import run_cell
+    from stbench.methods import METHODS
+
+    task = get_task("gene_imputation")
+    p = task.make_problem(tiny, "slice0", "mute70", 0)
+    assert run_cell(p, METHODS["gene_mean"])["unranked"] == ""
+    monkeypatch.setattr(type(task), "UNRANKED", {"mute70": "a trivial fill wins"})
+    assert run_cell(p, METHODS["gene_mean"])["unranked"] == "a trivial fill wins"
