@@ -165,7 +165,7 @@ class Task:
 
         return {"name": self.name, "version": self.version, "summary": self.summary,
                 "splits": {s: self.split_summaries.get(s, "") for s in self.splits},
-                "unranked": dict(self.UNRANKED), "primary_metric": self.primary_metric,
+                "primary_metric": self.primary_metric,
                 "metrics": [METRICS[m].declaration() for m in self.metrics]}
 
     def check_split(self, split: str) -> str:
