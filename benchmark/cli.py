@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 import warnings
 
-from stbench.benchmark.errors import StbenchError
+from stbench.benchmark.errors import StbenchError, UnknownNameError
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      "else ~/.cache/stbench/data)")
     run.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--per-cell", action="store_true", help="end with the table of every cell (default: one "
+                     "line per task and method)")
     run.add_argument("--force", action="store_true", help="re-run cells already recorded as ok")
     run.add_argument("--timeout", type=float, help="seconds a cell may run before it is killed (default by "
                      "method kind: control 15 min, baseline 1 h, seed/peer 6 h)")
@@ -51,10 +54,13 @@ def _build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="publish the leaderboard tables (md, html, csv) or the raw results table")
     exp.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
     exp.add_argument("--format", choices=["md", "html", "csv", "parquet"], default="md",
-                     help="md / html: one document with the overview and one table per task; csv: one file "
+                     help="html: one self-contained page (tables, charts, descriptions, provenance); md: the same "
+                     "tables for a README or a CI comment; csv: one file "
                      "per table (the overview in -o, the others beside it); parquet: the raw results table")
     exp.add_argument("--raw", action="store_true", help="write the raw results table (one row per cell) "
                      "instead of the leaderboard tables")
+    exp.add_argument("--view", choices=["real", "sanity", "all"], help="real datasets (the ranking), the "
+                     "synthetic sanity check, or both (default: real when the folder holds real-data cells)")
     exp.add_argument("-o", "--output", required=True, help="file to write")
 
     lb = sub.add_parser("leaderboard", help="serve the Streamlit leaderboard of a results folder")
@@ -72,26 +78,47 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_run(args) -> int:
-    from stbench.benchmark.runner import default_methods, format_table, run_benchmark
-    from stbench.datasets.loading import load_user_dataset
-    from stbench.methods import get_method
-
+def parse_methods(texts: list[str]) -> tuple[list[str], dict[str, dict]]:
+    """``--methods`` (NAME or NAME:key=value,...) -> names and per-name parameters, checked
+    against the manifest (no adapter is imported): an unknown name, an unknown parameter or a
+    value of the wrong type is one error that lists what is expected."""
+    from stbench import manifest
     from stbench.leaderboard.compare import parse_variant
 
+    names, method_params = [], {}
+    for text in texts:
+        name, params = parse_variant(text)
+        meta = manifest.method_metadata(name)
+        manifest.check_params(name, params, meta.get("params", {}))
+        if name in method_params and method_params[name] != params:
+            raise StbenchError(f"method {name!r} is given twice with different parameters; Expected: one "
+                               "variant of a method per run")
+        method_params[name] = params
+        names.append(name)
+    return names, method_params
+
+
+def cmd_run(args) -> int:
     methods, method_params = None, {}
     if args.methods:
-        names = []
-        for text in args.methods:
-            name, params = parse_variant(text)
-            get_method(name)
-            if name in method_params and method_params[name] != params:
-                raise StbenchError(f"method {name!r} is given twice with different parameters; Expected: one "
-                                   "variant of a method per run")
-            method_params[name] = params
-            names.append(name)
+        names, method_params = parse_methods(args.methods)
         methods = list(dict.fromkeys(["negative_control", "positive_control"] + names))
+    if args.tasks:
+        from stbench import manifest
+
+        for t in args.tasks:
+            if t not in manifest.tasks():
+                raise UnknownNameError("task", t, manifest.tasks())
+    from stbench.benchmark.runner import default_methods, format_summary, format_table, run_benchmark
+    from stbench.datasets.loading import load_user_dataset
+
     user = [load_user_dataset(args.dataset_file, args.label_key or None)] if args.dataset_file else None
+    import signal
+
+    def stop(signum, frame):  # SIGTERM ends the run like Ctrl-C: cells killed, invocation ended KILLED
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
     start = time.perf_counter()
     report = run_benchmark(tasks=args.tasks, methods=methods or default_methods(), datasets=args.datasets,
                            seeds=args.seeds, splits=args.splits, data_dir=args.data_dir, user_datasets=user,
@@ -102,7 +129,7 @@ def cmd_run(args) -> int:
     if report.results.empty:
         print("no cell to run: no selected task declares the selected datasets", file=sys.stderr)
         return 1
-    print(format_table(report.results))
+    print(format_table(report.results) if args.per_cell else format_summary(report.results))
     t = report.timings
     counts = report.results["status"].value_counts().to_dict()
     print(f"\n{len(report.results)} cells {counts}: {report.executed} executed, {report.cached} already recorded "
@@ -129,7 +156,7 @@ def cmd_compare(args) -> int:
     if Path(args.results).is_dir() and (Path(args.results) / "results.parquet").is_file():
         table = pd.read_parquet(Path(args.results) / "results.parquet")
         catalog = read_catalog(args.results)
-    result = compare(select(args.a, table), select(args.b, table), catalog=catalog)
+    result = compare(select(args.a, table, catalog), select(args.b, table, catalog), catalog=catalog)
     md = result.markdown(args.a, args.b)
     print(md)
     if args.markdown:
@@ -151,7 +178,9 @@ def _results_folder(path: str):
 
 def cmd_export(args) -> int:
     from stbench.benchmark.store import ResultStore, write_table
-    from stbench.leaderboard.tables import Board, load_results, published_tables, task_descriptions, write_published
+    from stbench.leaderboard.publish import write_document
+    from stbench.leaderboard.tables import (Board, default_view, filter_cells, load_results, published_tables,
+                                            write_csv_tables)
 
     results = _results_folder(args.results)
     if args.raw or args.format == "parquet":
@@ -160,11 +189,18 @@ def cmd_export(args) -> int:
         print(f"wrote {len(table)} cells to {path} ({args.format})")
         return 0
     table, catalog = load_results(results)
-    board = Board(table, catalog)
-    tables = published_tables(board)
-    paths = write_published(tables, args.output, args.format, title=f"stbench leaderboard ({results})",
-                            descriptions=task_descriptions(board))
-    print(f"wrote the leaderboard of {len(table)} cells ({', '.join(tables)}) to {', '.join(map(str, paths))}")
+    view = default_view(table) if args.view is None else args.view
+    board = Board(filter_cells(table, view=None if view == "all" else view), catalog)
+    if board.table.empty:
+        raise StbenchError(f"no cell of {results} is in the {view!r} view. Expected: --view real, sanity or all")
+    if args.format == "csv":
+        tables = published_tables(board)
+        paths = write_csv_tables(tables, args.output)
+        print(f"wrote the leaderboard of {len(board.table)} cells ({', '.join(tables)}) to "
+              f"{', '.join(map(str, paths))}")
+    else:
+        path = write_document(board, args.output, args.format, view)
+        print(f"wrote the {view} leaderboard of {len(board.table)} cells to {path} ({args.format})")
     return 0
 
 
@@ -183,23 +219,23 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_list(args) -> int:
+    """What is registered, read from the manifest (and the plugins' own child process):
+    no adapter, task or torch is imported, so the answer takes well under a second."""
     import pandas as pd
 
+    from stbench import manifest
+
     if args.what == "tasks":
-        from stbench.tasks import TASKS
-        from stbench.tasks.metrics import METRICS
-
-        rows = [{"task": t.name, "version": t.version, "splits": ", ".join(t.splits),
-                 "primary": f"{t.primary_metric} ({'higher' if METRICS[t.primary_metric].higher_is_better else 'lower'}"
-                            " is better)",
-                 "datasets": ", ".join(t.DATASETS), "summary": t.summary} for t in TASKS.values()]
+        rows = [{"task": name, "version": t["version"], "splits": ", ".join(t["splits"]),
+                 "primary": f"{t['primary_metric']} ("
+                            f"{'higher' if t['metrics'][0]['higher_is_better'] else 'lower'} is better)",
+                 "datasets": ", ".join(t["datasets"]), "summary": t["summary"]}
+                for name, t in manifest.tasks().items()]
     elif args.what == "methods":
-        from stbench.methods import METHODS
-
-        rows = [{"method": m.name, "kind": m.kind, "version": m.version, "tasks": ", ".join(m.tasks),
-                 "flags": ", ".join(f for f, on in (("uses_truth", m.uses_truth), ("uses_true_k", m.uses_true_k),
-                                                    ("gpu", m.gpu)) if on),
-                 "summary": m.summary} for m in METHODS.values()]
+        rows = [{"method": name, "kind": m["kind"], "version": m["version"], "tasks": ", ".join(m["tasks"]),
+                 "flags": ", ".join(f for f in ("uses_truth", "uses_true_k", "gpu") if m.get(f)),
+                 "parameters": ", ".join(f"{k}={json.dumps(v)}" for k, v in m["params"].items()),
+                 "summary": m["summary"]} for name, m in manifest.methods().items()]
     else:
         from stbench.datasets.registry import DATASETS
 

@@ -149,6 +149,7 @@ class ChildResult:
     time_method_s: float = float("nan")
     cpu_time_s: float = float("nan")
     peak_rss_mb: float = float("nan")
+    rss_start_mb: float = float("nan")  # the child's resident memory at fork: the harness floor every cell has
     peak_gpu_mb: float = float("nan")
     child_wall_s: float = float("nan")  # start of the child to its result read back
     output_object: object = None  # the output, already read back as data (see load_output)
@@ -223,8 +224,10 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
         _start(proc)
         done_w.close()
         _active.add(proc.pid)
+        start_rss = float("nan")
         try:
             watcher = psutil.Process(proc.pid)
+            start_rss = _rss(watcher) / 2**20  # measured here, at fork, before the method allocates
         except psutil.NoSuchProcess:
             # A fast cell can finish, and be reaped by the fork server, before we look;
             # its result file is still there and the child reports its own peak RSS.
@@ -282,6 +285,7 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                    else f"exit code {proc.exitcode}")
             res = ChildResult(status="error", error=f"the child process ended with {how} before reporting")
         res.child_wall_s = wall
+        res.rss_start_mb = start_rss if start_rss > 0 else float("nan")
         if res.peak_rss_mb != res.peak_rss_mb:  # NaN: the child could not say
             res.peak_rss_mb = peak_rss / 2**20
         return res

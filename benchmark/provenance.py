@@ -12,9 +12,24 @@ LIBRARIES = ("stbench", "numpy", "scipy", "pandas", "anndata", "scanpy", "scikit
              "torch-geometric", "pot", "harmonypy", "mlflow")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; else what the platform module says)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 @functools.lru_cache(maxsize=1)
 def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+    """Library versions and the machine (CPU model, core count), recorded with every cell so that a
+    published board can say what its numbers were measured on."""
+    import os
+
+    out = {"python": platform.python_version(), "cpu": f"{cpu_model()} ({os.cpu_count()} cores)"}
     for lib in LIBRARIES:
         try:
             out[lib] = version(lib)

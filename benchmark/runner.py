@@ -47,7 +47,8 @@ from stbench.benchmark.errors import ContractError, MethodNotApplicable, Stbench
 from stbench.benchmark.provenance import git_commit, library_versions
 from stbench.benchmark.store import DONE, FAILED, ResultStore
 from stbench.datasets.loading import Dataset, load_dataset
-from stbench.datasets.registry import get_dataset_spec
+from stbench.datasets.registry import DATASETS, get_dataset_spec
+from stbench.manifest import check_params, variant_name
 from stbench.methods import METHODS, Method, RunContext, get_method
 from stbench.tasks import TASKS, get_task
 
@@ -271,32 +272,59 @@ class _Backend:
 
 
 class _Progress:
-    """A progress bar with the running cell and the count of ok / failed / cached cells."""
+    """A progress bar that shows life during long cells: every few seconds it redraws with
+    the running cells and how long each has run. Cached cells leave the bar's total (they
+    take no time), so the rate and the ETA count executed cells only."""
+
+    TICK_S = 2.0
 
     def __init__(self, total: int, enabled: bool):
         self.counts = {"ok": 0, "failed": 0, "cached": 0}
         self.lock = threading.Lock()
         self.bar = None
+        self.running: dict[Cell, float] = {}
+        self._stop = threading.Event()
         if enabled and total:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, file=sys.stderr, unit="cell", dynamic_ncols=True, disable=None)
+            if not self.bar.disable:
+                threading.Thread(target=self._tick, daemon=True, name="stbench-progress").start()
+
+    def _describe(self) -> str:
+        now = time.perf_counter()
+        return "; ".join(f"{c.label()} {now - t0:.0f}s" for c, t0 in list(self.running.items())[:3])
+
+    def _tick(self):
+        while not self._stop.wait(self.TICK_S):
+            with self.lock:
+                if self.bar is not None and self.running:
+                    self.bar.set_description(self._describe(), refresh=False)
+                    self.bar.refresh()
 
     def start(self, cell: Cell):
-        if self.bar is not None:
-            with self.lock:
-                self.bar.set_description(cell.label())
-
-    def done(self, status: str):
         with self.lock:
+            self.running[cell] = time.perf_counter()
+            if self.bar is not None:
+                self.bar.set_description(self._describe())
+
+    def done(self, status: str, cell: Cell | None = None):
+        with self.lock:
+            self.running.pop(cell, None)
             self.counts["cached" if status == "cached" else "ok" if status in ("ok", "skipped") else "failed"] += 1
             if self.bar is not None:
-                self.bar.set_postfix(self.counts)
-                self.bar.update(1)
+                self.bar.set_postfix(self.counts, refresh=False)
+                if status == "cached":
+                    self.bar.total -= 1  # no time spent: keep it out of the rate and the ETA
+                    self.bar.refresh()
+                else:
+                    self.bar.update(1)
 
     def close(self):
+        self._stop.set()
         if self.bar is not None:
-            self.bar.close()
+            with self.lock:
+                self.bar.close()
 
 
 class _Grid:
@@ -340,16 +368,18 @@ class _Grid:
             method = self.methods[cell.method]
             params = self.params[cell.method]
             row = _base_row(problem, method, params)
+            label = variant_name(method.name, params, method.params)
             row.update(cell_key=key, time_split_s=split_time, git_commit=self.commit, versions=self.versions)
             job = isolation.Job(
                 method_ref=method_reference(method), task=cell.task, split=cell.split, seed=cell.seed,
                 device=row["device"], params=params, memory_bytes=self.memory, threads=self.threads,
                 timeout_s=float(self.timeout or DEFAULT_TIMEOUT_S[method.kind]), inputs_path=str(inputs_path),
                 solution=pickle.dumps(problem.solution, protocol=5) if method.uses_truth else None)
-            start = time.perf_counter()
+            start, started_at = time.perf_counter(), time.time()
             res = self.backend.run(job, problem_id)
             row.update(status=res.status, error=res.error, time_method_s=res.time_method_s,
                        cpu_time_s=res.cpu_time_s, peak_rss_mb=res.peak_rss_mb, peak_gpu_mb=res.peak_gpu_mb,
+                       rss_start_mb=res.rss_start_mb,
                        device_name=res.device_name, sandbox=res.sandbox)
             artifacts = []
             if res.status == "ok":
@@ -359,7 +389,9 @@ class _Grid:
                     from stbench.benchmark.artifacts import spatial_plot
 
                     (self.tmp / key).mkdir(exist_ok=True)
-                    plot = spatial_plot(problem, output, self.tmp / key / "spatial_map.png")
+                    score = f"{row['primary_metric']} = {row['primary_value']:.3f}" \
+                        if np.isfinite(row.get("primary_value", np.nan)) else ""
+                    plot = spatial_plot(problem, output, self.tmp / key / "spatial_map.png", label, score)
                     artifacts = [plot] if plot else []
                 except ContractError as err:
                     row.update(status="invalid_output", error=str(err))
@@ -367,7 +399,8 @@ class _Grid:
                     row.update(status="error", error="scoring failed:\n" + "".join(
                         traceback.format_exc().splitlines(True)[-isolation.TRACEBACK_LINES:]))
             row["wall_time_s"] = time.perf_counter() - start
-            self.store.record(row, self.invocation, artifacts)
+            self.store.record(row, self.invocation, artifacts, run_name=label, started=started_at,
+                              ended=started_at + row["wall_time_s"])
             for a in artifacts:
                 a.unlink(missing_ok=True)
             with self.lock:
@@ -377,7 +410,7 @@ class _Grid:
                 t["harness"] += time.perf_counter() - start - _finite(row.get("time_method_s")) \
                     - _finite(row.get("time_score_s"))
                 self.report.executed += 1
-            self.progress.done(row["status"])
+            self.progress.done(row["status"], cell)
         finally:
             self.store.release(claim)
 
@@ -410,6 +443,8 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
         get_task(t)
     methods = [m if isinstance(m, Method) else get_method(m) for m in (methods or default_methods())]
     by_name = {m.name: m for m in methods}
+    for m in methods:
+        check_params(m.name, (method_params or {}).get(m.name, {}), m.params)
     params = {m.name: {**m.params, **(method_params or {}).get(m.name, {})} for m in methods}
     loaded: dict[str, Dataset] = {d.spec.name: d for d in (user_datasets or [])}
     names = list(datasets or ([] if user_datasets else ["synthetic"]))
@@ -475,7 +510,9 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
         grid.close()
         store.update_catalog({m.name: m.metadata() for m in methods},
                              {n: {"platform": d.platform, "organism": d.organism, "tissue": d.tissue,
-                                  "version": d.version, "paper": d.source.get("paper", "")}
+                                  "version": d.version, "paper": d.source.get("paper", ""),
+                                  "synthetic": d.filename is None and n in DATASETS,
+                                  "description": d.description}
                               for n, d in specs.items()},
                              {t: get_task(t).declaration() for t in tasks})
         table = store.export()
@@ -532,16 +569,58 @@ def metric_columns_for(task_name: str, df: pd.DataFrame) -> list[str]:
     return [m for m in get_task(task_name).metrics if m in df and df[m].notna().any()]
 
 
+def method_labels(df: pd.DataFrame, methods: dict[str, Method] | None = None) -> pd.Series:
+    """Each row's method named in full (``NAME:key=value`` for a variant; see
+    :func:`stbench.manifest.variant_name`) against its defaults."""
+    from stbench.manifest import load, variant_name
+
+    builtin = load()["methods"]
+    labels = []
+    for name, params in zip(df["method"], df["params"]):
+        defaults = methods[name].params if methods and name in methods else builtin.get(name, {}).get("params", {})
+        labels.append(variant_name(name, json.loads(params) if params else {}, defaults))
+    return pd.Series(labels, index=df.index)
+
+
+def format_summary(df: pd.DataFrame) -> str:
+    """One line per (task, method variant): cells by outcome, the mean primary metric over its
+    ok cells (raw, with the direction), and the mean method time: what a long run ends with."""
+    from stbench.manifest import load
+
+    declared = load()["tasks"]
+    view = df.assign(method=method_labels(df))
+    rows = []
+    for (task, method), part in view.groupby(["task", "method"], sort=False):
+        ok = part[part["status"] == "ok"]
+        primary = declared.get(task, {}).get("primary_metric") or (part["primary_metric"].iloc[0] or "")
+        higher = next((m["higher_is_better"] for m in declared.get(task, {}).get("metrics", [])
+                       if m["name"] == primary), None)
+        arrow = "" if higher is None else " ↑" if higher else " ↓"
+        value = ok[primary].mean() if primary in ok and len(ok) else float("nan")
+        rows.append({"task": task, "method": method, "cells": len(part), "ok": len(ok),
+                     "failed": int(part["status"].isin(FAILED).sum()), "skipped": int((part["status"] == "skipped").sum()),
+                     "primary": f"{primary}{arrow}", "mean": value,
+                     "method time (s)": ok["time_method_s"].mean() if len(ok) else float("nan")})
+    out = pd.DataFrame(rows)
+    blocks = [out.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="")]
+    failed = view[view["status"].isin(FAILED)]
+    for _, r in failed.iterrows():
+        blocks.append(f"  ! {r['method']} on {r['task']} {r['dataset']}:{r['instance']} seed {r['seed']} -> "
+                      f"{r['status']}: {str(r['error']).strip().splitlines()[-1] if r['error'] else ''}")
+    return "\n".join(blocks)
+
+
 def format_table(df: pd.DataFrame, max_metrics: int = 6) -> str:
     """A readable table per task: identity, status, primary metric first, then the others, wall time."""
     blocks = []
     for task_name, part in df.groupby("task", sort=False):
         metrics = metric_columns_for(task_name, part.dropna(axis=1, how="all"))[:max_metrics]
-        view = part[["split", "dataset", "instance", "method", "seed", "status"] + metrics + ["wall_time_s"]].copy()
+        view = part.assign(method=method_labels(part))[["split", "dataset", "instance", "method", "seed", "status"]
+                                                      + metrics + ["wall_time_s"]].copy()
         view = view.rename(columns={metrics[0]: f"{metrics[0]} (primary)"} if metrics else {})
         blocks.append(f"== {task_name} ==\n" + view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         failed = part[part["status"].isin(FAILED)]
-        for _, r in failed.iterrows():
+        for _, r in failed.assign(method=method_labels(failed)).iterrows():
             blocks.append(f"  ! {r['method']} on {r['dataset']}:{r['instance']} -> {r['status']}: "
                           f"{str(r['error']).strip().splitlines()[-1] if r['error'] else ''}")
     return "\n\n".join(blocks)

@@ -7,7 +7,8 @@
   plot as an artifact.
 * Default store: ``sqlite:///DIR/mlflow.db`` with artifacts in
   ``DIR/mlartifacts``; ``MLFLOW_TRACKING_URI`` points anywhere else.
-* A cell run is written whole under a file lock and marked FINISHED last, so
+* A cell run is written whole under a file lock and ended last (FINISHED, or
+  FAILED for a failed cell), so
   a runner killed mid-write leaves at most an unfinished run, which is ignored
   and cleared by the next invocation. Runs are never overwritten: a re-run
   (``--force``, or a retry of a failed cell) adds a run.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,10 @@ import pandas as pd
 from stbench.benchmark.errors import StbenchError
 
 EXPERIMENT = "stbench"
+# MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; these are
+# model-development runs with params and metrics, the classic runs table.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+RECORDED = "attributes.status != 'RUNNING'"  # a cell run ends FINISHED (ok, skipped) or FAILED
 STATUSES = ("ok", "skipped", "error", "timeout", "oom", "invalid_output")
 DONE = ("ok", "skipped")  # cached: not re-run without --force
 FAILED = ("error", "timeout", "oom", "invalid_output")  # recorded, counted, retried on the next run
@@ -56,8 +62,11 @@ SCHEMA: dict[str, str] = {
     "mlflow_run_id": "string", "finished_at": "string", "attempts": "int64",
     "time_split_s": "float64", "time_method_s": "float64", "time_score_s": "float64", "wall_time_s": "float64",
     "cpu_time_s": "float64", "peak_rss_mb": "float64", "peak_gpu_mb": "float64",
+    # the child's resident memory when it started (the harness floor): peak − this is the method's own
+    "rss_start_mb": "float64",
 }
-ADDED_COLUMNS = ("unranked", "annotations")  # string columns later than the first schema: "" when absent
+# columns later than the first schema: "" (text) or NaN (numbers) in tables from before them
+ADDED_COLUMNS = ("unranked", "annotations", "rss_start_mb")
 TAG_COLUMNS = [c for c, t in SCHEMA.items() if c not in PARAM_COLUMNS and t in ("string", "bool")
                and c not in ("run_id", "mlflow_run_id", "attempts", "finished_at")]
 MAX_TAG = 7000
@@ -70,7 +79,7 @@ class SchemaError(StbenchError):
 
 def check_schema(df: pd.DataFrame) -> pd.DataFrame:
     """Coerce to the results schema or say exactly which column is wrong."""
-    df = df.assign(**{c: "" for c in ADDED_COLUMNS if c not in df})  # tables exported before they existed
+    df = df.assign(**{c: "" if SCHEMA[c] == "string" else np.nan for c in ADDED_COLUMNS if c not in df})
     missing = [c for c in SCHEMA if c not in df]
     if missing:
         raise SchemaError(f"results table: missing columns {missing}. Expected: {list(SCHEMA)} plus float scores")
@@ -118,9 +127,12 @@ class ResultStore:
             if exp is None:
                 local = self.uri.startswith("sqlite:")
                 self.experiment_id = self.client.create_experiment(
-                    EXPERIMENT, artifact_location=(self.dir / "mlartifacts").as_uri() if local else None)
+                    EXPERIMENT, artifact_location=(self.dir / "mlartifacts").as_uri() if local else None,
+                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
             else:
                 self.experiment_id = exp.experiment_id
+                if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                    self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
     # -- locks ---------------------------------------------------------------
     @contextmanager
@@ -155,7 +167,10 @@ class ResultStore:
 
         with self.lock():
             self._clear_unfinished()
-            run = self.client.create_run(self.experiment_id, tags={"record": "invocation", **tags},
+            self._end_dead_invocations()
+            owner = {"runner_host": socket.gethostname(), "runner_pid": str(os.getpid()),
+                     "runner_started": str(_process_start(os.getpid()))}
+            run = self.client.create_run(self.experiment_id, tags={"record": "invocation", **owner, **tags},
                                          run_name=f"stbench run {time.strftime('%Y-%m-%d %H:%M:%S')}")
             self.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:MAX_TAG]) for k, v in config.items()])
         return run.info.run_id
@@ -168,32 +183,53 @@ class ResultStore:
             self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()])
             self.client.set_terminated(run_id, status)
 
+    def _end_dead_invocations(self) -> None:
+        """Mark KILLED the invocations still RUNNING whose runner process is gone (SIGKILL, a
+        lost machine): only this host's, checked by pid and process start time, so a runner
+        alive in another process, or on another machine sharing the server, is left alone."""
+        host = socket.gethostname()
+        for run in self._search("tags.record = 'invocation' and attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            if tags.get("runner_host") != host or not tags.get("runner_pid", "").isdigit():
+                continue
+            pid = int(tags["runner_pid"])
+            if _process_start(pid) != tags.get("runner_started"):
+                self.client.set_tag(run.info.run_id, "ended_by", "the next stbench run: its runner was gone")
+                self.client.set_terminated(run.info.run_id, "KILLED")
+
     def _clear_unfinished(self) -> None:
         """Delete cell runs a killed runner left half-written (only ever done under the lock)."""
         for run in self._search("tags.record = 'cell' and attributes.status = 'RUNNING'"):
             self.client.delete_run(run.info.run_id)
 
     # -- cells ---------------------------------------------------------------
-    def record(self, row: dict, invocation: str, artifacts: list[Path] = ()) -> str:
-        """Write one cell as a child run of the invocation; FINISHED is set last."""
+    def record(self, row: dict, invocation: str, artifacts: list[Path] = (), run_name: str | None = None,
+               started: float | None = None, ended: float | None = None) -> str:
+        """Write one cell as a child run of the invocation, its end status set last: FINISHED
+        for ok and skipped, FAILED for a failed cell (its ``status`` tag says how). ``started``
+        and ``ended`` (epoch seconds) are the cell's own times, so MLflow shows its real duration;
+        ``run_name`` names the method variant in full."""
         from mlflow.entities import Metric, Param, RunTag
 
-        ts = int(time.time() * 1000)
+        ended = time.time() if ended is None else ended
+        ts = int(ended * 1000)
         params = [Param(k, str(row[k])) for k in PARAM_COLUMNS]
         tags = [RunTag(k, str(row.get(k, ""))[:MAX_TAG]) for k in TAG_COLUMNS if k != "artifact"]
         tags += [RunTag("record", "cell"), RunTag("mlflow.parentRunId", invocation)]
         metrics = [Metric(k, float(v), ts, 0) for k, v in row.items()
                    if k not in SCHEMA or SCHEMA[k] == "float64"
                    if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)]
-        name = f"{row['task']}/{row['split']} {row['dataset']}:{row['instance']} {row['method']} s{row['seed']}"
+        name = f"{row['task']}/{row['split']} {row['dataset']}:{row['instance']} {run_name or row['method']} " \
+               f"s{row['seed']}"
         with self.lock():
-            run = self.client.create_run(self.experiment_id, run_name=name, tags={"record": "cell"})
+            run = self.client.create_run(self.experiment_id, run_name=name, tags={"record": "cell"},
+                                         start_time=int((started if started is not None else ended) * 1000))
             run_id = run.info.run_id
             self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
             for path in artifacts:
                 self.client.log_artifact(run_id, str(path))
                 self.client.set_tag(run_id, "artifact", f"{run.info.artifact_uri}/{Path(path).name}")
-            self.client.set_terminated(run_id, "FINISHED")
+            self.client.set_terminated(run_id, "FAILED" if row.get("status") in FAILED else "FINISHED", end_time=ts)
         return run_id
 
     def _search(self, filter_string: str) -> list:
@@ -210,7 +246,7 @@ class ResultStore:
 
     def statuses(self, key: str | None = None) -> dict[str, set[str]]:
         """cell key -> the statuses it has been recorded with (finished runs; one key or all)."""
-        flt = "tags.record = 'cell' and attributes.status = 'FINISHED'"
+        flt = f"tags.record = 'cell' and {RECORDED}"
         if key is not None:
             flt += f" and tags.cell_key = '{key}'"
         with self.lock():  # a read never meets another runner's half-done write
@@ -226,7 +262,7 @@ class ResultStore:
     def table(self) -> pd.DataFrame:
         """Every recorded cell, one row per cell key, schema-checked."""
         rows = []
-        for run in self._search("tags.record = 'cell' and attributes.status = 'FINISHED'"):
+        for run in self._search(f"tags.record = 'cell' and {RECORDED}"):
             d = run.data
             # tags outside the schema (MLflow's own, or a column an older version kept) are not cell data
             row = {**d.params, **{k: v for k, v in d.tags.items() if k in SCHEMA}, **d.metrics}
@@ -282,6 +318,16 @@ class ResultStore:
             df.to_csv(tmp_csv, index=False)
             tmp_csv.replace(self.dir / "results.csv")
         return df
+
+
+def _process_start(pid: int) -> str:
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), "" when it
+    does not exist: with the pid it names one process, whatever pid reuse happened since."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def read_catalog(results_dir: str | Path) -> dict:

@@ -7,16 +7,26 @@ Data flow::
       --scale-->         + scaled: negative control = 0, positive control = 1,
                            per (task, split, dataset, metric); failed cells count as 0
       --seed_summary-->  mean over a dataset's instances per seed, then mean ± sd over seeds
-      --task_ranking-->  per task: mean scaled primary metric over (split, dataset), then rank
-      --overall_ranking-> mean over tasks of the clipped task scores, then rank
+      --coverage-->      per (task, method): cells recorded (ok or failed) of the task's cells
+      --task_ranking-->  per task: mean scaled primary metric over (split, dataset); only
+                           methods that cover every cell are ranked, the others are incomplete
+      --overall_ranking-> only among methods complete on every task shown: mean of the clipped
+                           task scores, then rank
       --rank_stability--> bootstrap over datasets and seeds: how often each rank holds
 
 Why these choices (Open Problems' experience, anchors.md §1a): scaling between
 the controls makes metrics and datasets comparable; mean-then-rank keeps a
 method's margin (rank-then-mean throws it away); controls are shown but not
 ranked; a failed cell is a zero, not a silently missing value, so a method
-cannot gain by crashing on hard datasets. Clipping to [0, 1] happens only in
-the overall aggregate, so a method better than the positive control on one
+cannot gain by crashing on hard datasets. A cell never run (not selected, or
+skipped because the method does not apply) is worse than a zero for a ranking:
+a method run only on its easiest dataset would outrank one run on all of
+them. So a method is ranked on a task only when it covers the same cells as
+every other ranked method; otherwise it is *incomplete*, shown below the
+ranking with its coverage and partial score. No ranking crosses tasks unless
+every method in it solves every task shown (none of Open Problems, OGB or
+benchopt ranks across tasks). Clipping to [0, 1] happens only in that
+cross-task aggregate, so a method better than the positive control on one
 dataset cannot buy its way up overall, while the per-task tables stay honest.
 """
 
@@ -124,11 +134,6 @@ def task_scores(scaled: pd.DataFrame, clip: bool = False) -> pd.DataFrame:
     return per_ds.groupby(["task", "method"]).mean().rename("score").reset_index()
 
 
-def _rank(scores: pd.DataFrame, by: list[str], kinds: pd.Series) -> pd.Series:
-    ranked = scores[~scores["method"].map(kinds).eq("control")]
-    return ranked.groupby(by)["score"].rank(ascending=False, method="min")
-
-
 def method_info(table: pd.DataFrame) -> pd.DataFrame:
     """Per method: kind, flags, and its cells by outcome."""
     info = table.groupby("method").agg(kind=("method_kind", "first"), uses_truth=("uses_truth", "any"),
@@ -138,79 +143,115 @@ def method_info(table: pd.DataFrame) -> pd.DataFrame:
     return info
 
 
-def task_ranking(table: pd.DataFrame, scaled: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per task: score (mean scaled primary metric), rank (controls unranked), failed cells, flags.
+UNIT = ["split", "dataset", "instance", "seed"]  # one cell of a task, method aside
 
+
+def coverage(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, method): ``cells`` recorded (ok or failed) of the task's ranked cells and
+    ``of`` = how many the task has in this table, ``complete`` when none is missing.
+
+    A task's cells are every (split, dataset, instance, seed) any method has a record for
+    in the table (the current selection), less the splits the task marks unranked. The
+    controls run in every invocation, so this is the grid that was asked for. A skipped
+    cell (the method does not apply there) is not covered: its method is incomplete there.
+    """
+    if "unranked" not in table:
+        table = table.assign(unranked="")
+    ranked = table[table["unranked"].astype(str) == ""]
+    units = ranked.drop_duplicates(["task"] + UNIT).groupby("task").size().rename("of")
+    done = ranked[ranked["status"].isin(("ok",) + FAILED)].drop_duplicates(["task", "method"] + UNIT)
+    cells = done.groupby(["task", "method"]).size().rename("cells")
+    pairs = table[["task", "method"]].drop_duplicates().set_index(["task", "method"])
+    out = pairs.join(cells).join(units, on="task").fillna({"cells": 0, "of": 0})
+    out[["cells", "of"]] = out[["cells", "of"]].astype(int)
+    out["complete"] = (out["cells"] == out["of"]) & (out["of"] > 0)
+    return out.reset_index()
+
+
+def task_ranking(table: pd.DataFrame, scaled: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (task, method): score (mean scaled primary metric), coverage, rank, failed cells, flags.
+
+    Only complete non-control methods get a rank; an incomplete method keeps its partial
+    score (over the cells it covers) but no rank, and sorts below every ranked method.
     ``scaled`` (``scale(long_scores(table))``) may be passed in when the caller has it already.
     """
     scores = task_scores(scale(long_scores(table)) if scaled is None else scaled)
+    cov = coverage(table)
+    scores = cov.merge(scores, on=["task", "method"], how="left")
     kinds = table.groupby("method")["method_kind"].first()
-    scores["rank"] = _rank(scores, ["task"], kinds)
+    rankable = scores[scores["complete"] & ~scores["method"].map(kinds).eq("control")]
+    scores["rank"] = rankable.groupby("task")["score"].rank(ascending=False, method="min")
     failed = table[table["status"].isin(FAILED)].groupby(["task", "method"]).size().rename("failed")
     scores = scores.join(failed, on=["task", "method"]).fillna({"failed": 0})
     scores["failed"] = scores["failed"].astype(int)
     scores = scores.join(method_info(table)[["kind", "uses_truth", "uses_true_k"]], on="method")
-    return scores.sort_values(["task", "rank", "score"], ascending=[True, True, False]).reset_index(drop=True)
+    scores["_order"] = np.select([scores["rank"].notna(), scores["kind"] != "control"], [0, 1], 2)
+    scores = scores.sort_values(["task", "_order", "rank", "score"], ascending=[True, True, True, False])
+    return scores.drop(columns="_order").reset_index(drop=True)
 
 
 def overall_ranking(table: pd.DataFrame, scaled: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per method: mean over the tasks it solves of its clipped task score, then rank."""
-    per_task = task_scores(scale(long_scores(table)) if scaled is None else scaled, clip=True)
-    overall = per_task.groupby("method")["score"].agg(score="mean", tasks="size").reset_index()
-    kinds = table.groupby("method")["method_kind"].first()
-    overall["rank"] = _rank(overall.assign(all=1), ["all"], kinds)
-    # every method appears, also one with nothing scored (all skipped): its counts say why
-    overall = method_info(table).join(overall.set_index("method")).reset_index()
-    return overall.sort_values(["rank", "score"], ascending=[True, False]).reset_index(drop=True)
+    """Per method: the number of tasks it is complete on and, only for methods complete on
+    every task in the table (and only when there are two or more), the mean of its clipped
+    task scores and a rank. Ranking methods that solve different tasks against each other
+    would compare, say, an alignment method with a denoiser: no score is given then."""
+    scaled = scale(long_scores(table)) if scaled is None else scaled
+    per_task = task_scores(scaled, clip=True)
+    cov = coverage(table)
+    n_tasks = table["task"].nunique()
+    complete = cov[cov["complete"]].groupby("method").size().rename("tasks")
+    out = method_info(table).join(complete).fillna({"tasks": 0})
+    out["tasks"] = out["tasks"].astype(int)
+    everywhere = out.index[(out["tasks"] == n_tasks)] if n_tasks > 1 else pd.Index([])
+    mean = per_task[per_task["method"].isin(everywhere)].groupby("method")["score"].mean()
+    out["score"] = mean.reindex(out.index)
+    ranked = out["score"].notna() & (out["kind"] != "control")
+    out["rank"] = out["score"].where(ranked).rank(ascending=False, method="min")
+    return out.reset_index().sort_values(["rank", "score"], ascending=[True, False]).reset_index(drop=True)
 
 
 def rank_stability(table: pd.DataFrame, n_boot: int = 200, seed: int = 0,
                    scaled: pd.DataFrame | None = None) -> pd.DataFrame:
-    """How stable the overall ranks are: resample datasets (within each task and split) and,
-    for each drawn dataset, seeds with replacement; recompute the overall ranking each time.
+    """How stable each task's ranks are: resample datasets (within each split) and, for each
+    drawn dataset, seeds with replacement; recompute the task's ranking each time.
 
-    Returns per ranked method its observed rank, the share of resamples that
-    give it that same rank, and the 2.5–97.5 % range of its ranks. Vectorised:
-    each (task, split) is a (dataset, seed, method) array indexed by all
-    resamples at once, so 200 resamples of a 10,000-cell table take milliseconds.
+    Returns per (task, ranked method) its observed rank, the share of resamples that
+    give it that same rank, and the 2.5–97.5 % range of its ranks. Only ranked
+    (complete) methods take part, so every resample compares the same cells. Vectorised:
+    each (task, split) is a (dataset, seed, method) array indexed by all resamples at
+    once, so 200 resamples of a 10,000-cell table take milliseconds.
     """
     scaled = scale(long_scores(table)) if scaled is None else scaled
-    prim = _primary(scaled).copy()
-    prim["scaled"] = prim["scaled"].clip(0, 1)
+    observed = task_ranking(table, scaled).dropna(subset=["rank"])
+    prim = _primary(scaled)
     # one value per (task, split, dataset, method, seed): the unit resampled
     unit = prim.groupby(["task", "split", "dataset", "method", "seed"])["scaled"].mean().reset_index()
-    kinds = table.groupby("method")["method_kind"].first()
-    unit = unit[~unit["method"].map(kinds).eq("control")]
-    observed = overall_ranking(table, scaled).set_index("method")["rank"].dropna()
-    methods = np.sort(unit["method"].unique())
-    seeds = np.sort(unit["seed"].unique())
-    tasks = np.sort(unit["task"].unique())
     rng = np.random.default_rng(seed)
-    total = np.zeros((n_boot, len(tasks), len(methods)))
-    count = np.zeros_like(total)
-    for (task, _), sub in unit.groupby(["task", "split"], sort=True):
-        datasets = np.sort(sub["dataset"].unique())
-        values = np.full((len(datasets), len(seeds), len(methods)), np.nan)
-        values[np.searchsorted(datasets, sub["dataset"]), np.searchsorted(seeds, sub["seed"]),
-               np.searchsorted(methods, sub["method"])] = sub["scaled"].to_numpy()
-        d_idx = rng.integers(0, len(datasets), (n_boot, len(datasets), 1))
-        s_idx = rng.integers(0, len(seeds), (n_boot, len(datasets), len(seeds)))
-        draw = values[d_idx, s_idx]  # (boot, dataset draw, seed draw, method)
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a method without this dataset: all-NaN
-            per_dataset = np.nanmean(draw, axis=2)
-        t = np.searchsorted(tasks, task)
-        total[:, t] += np.nansum(per_dataset, axis=1)
-        count[:, t] += np.isfinite(per_dataset).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        score = np.nanmean(total / count, axis=1)  # (boot, method): mean over the tasks solved
-    ranks = pd.DataFrame(-score, columns=methods).rank(axis=1, method="min")
-    out = pd.DataFrame({"rank": observed})
-    out["same_rank_share"] = [(ranks[m] == r).mean() if m in ranks else np.nan for m, r in observed.items()]
-    out["rank_lo"] = [ranks[m].quantile(0.025) if m in ranks else np.nan for m in observed.index]
-    out["rank_hi"] = [ranks[m].quantile(0.975) if m in ranks else np.nan for m in observed.index]
-    return out.reset_index().sort_values("rank").reset_index(drop=True)
+    out = []
+    for task, ranks_seen in observed.groupby("task", sort=True):
+        methods = np.sort(ranks_seen["method"].unique())
+        sub_task = unit[(unit["task"] == task) & unit["method"].isin(methods)]
+        seeds = np.sort(sub_task["seed"].unique())
+        total = np.zeros((n_boot, len(methods)))
+        n_parts = 0
+        for _, sub in sub_task.groupby("split", sort=True):
+            datasets = np.sort(sub["dataset"].unique())
+            values = np.full((len(datasets), len(seeds), len(methods)), np.nan)
+            values[np.searchsorted(datasets, sub["dataset"]), np.searchsorted(seeds, sub["seed"]),
+                   np.searchsorted(methods, sub["method"])] = sub["scaled"].to_numpy()
+            d_idx = rng.integers(0, len(datasets), (n_boot, len(datasets), 1))
+            s_idx = rng.integers(0, len(seeds), (n_boot, len(datasets), len(seeds)))
+            draw = values[d_idx, s_idx]  # (boot, dataset draw, seed draw, method)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a dataset without this seed: all-NaN
+                total += np.nanmean(np.nanmean(draw, axis=2), axis=1)
+            n_parts += 1
+        ranks = pd.DataFrame(-total / max(n_parts, 1), columns=methods).rank(axis=1, method="min")
+        for m, r in zip(ranks_seen["method"], ranks_seen["rank"]):
+            out.append({"task": task, "method": m, "rank": r, "same_rank_share": (ranks[m] == r).mean(),
+                        "rank_lo": ranks[m].quantile(0.025), "rank_hi": ranks[m].quantile(0.975)})
+    cols = ["task", "method", "rank", "same_rank_share", "rank_lo", "rank_hi"]
+    return pd.DataFrame(out, columns=cols).sort_values(["task", "rank"]).reset_index(drop=True)
 
 
 def task_score_by_seed(scaled: pd.DataFrame) -> pd.DataFrame:
@@ -228,12 +269,16 @@ def ran_on(devices: pd.Series) -> str:
 
 
 def cost_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, method): mean method time and peak memory over its ok cells, and the device it ran on."""
+    """Per (task, method): mean method time and peak memory over its ok cells (absolute, and above
+    the child's memory at start: every child starts with the harness's ~330 MB, which hides the
+    difference between light methods), and the device it ran on."""
     ok = table[table["status"] == "ok"]
+    ok = ok.assign(rss_above_start_mb=(ok["peak_rss_mb"] - ok["rss_start_mb"]).clip(lower=0)
+                   if "rss_start_mb" in ok else np.nan)
     return ok.groupby(["task", "method"]).agg(
         time_method_s=("time_method_s", "mean"), wall_time_s=("wall_time_s", "mean"),
-        peak_rss_mb=("peak_rss_mb", "mean"), peak_gpu_mb=("peak_gpu_mb", "mean"),
-        device=("device", ran_on)).reset_index()
+        peak_rss_mb=("peak_rss_mb", "mean"), rss_above_start_mb=("rss_above_start_mb", "mean"),
+        peak_gpu_mb=("peak_gpu_mb", "mean"), device=("device", ran_on)).reset_index()
 
 
 def pareto_front(points: pd.DataFrame, cost: str, score: str) -> pd.Series:

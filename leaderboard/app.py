@@ -1,7 +1,13 @@
 """The stbench leaderboard (SPEC §8), a Streamlit script: ``stbench leaderboard --results DIR``.
 
-Pages: **Overview** (overall ranking, score per task, rank stability),
-**Tasks** (per-task table, raw or scaled, mean ± sd over seeds; score bars
+Views: **real data** (the ranking, shown by default) and the **synthetic
+sanity** view (the public simulator's tissue: a check that methods work, never
+a ranking, since a method can re-run the simulator). Every filter and page
+choice lives in the URL, so a view can be linked.
+
+Pages: **Overview** (the method × task matrix: rank, score and coverage per
+task), **Tasks** (per-task table, raw or scaled, mean ± sd over seeds, coverage
+and rank stability, a per-slice breakdown; score bars
 with error bars; accuracy vs runtime and vs peak memory with the Pareto
 front; spatial maps of truth vs prediction), **Methods** (paper, code,
 versions, parameters, deviations, failed cells with their reason) and
@@ -29,15 +35,18 @@ import streamlit as st
 
 from stbench.benchmark.errors import StbenchError
 from stbench.leaderboard import RESULTS_ENV, aggregate
-from stbench.leaderboard.tables import (Board, cell_count, failed_cells, filter_cells, load_results,
-                                        variants)
+from stbench.leaderboard.tables import (VIEWS, Board, cell_count, default_view, failed_cells, filter_cells,
+                                        load_results, task_descriptions, variants)
 
 PAGES = ("Overview", "Tasks", "Methods", "Regression")
 SCALE_NOTE = ("Scaled scores: negative control = 0, positive control = 1, per task, split, dataset and metric "
               "(a method can fall below 0 or rise above 1). A failed cell counts 0. The task score is the mean "
               "scaled primary metric over the ranked splits and datasets (a split marked not ranked is shown, never "
-              "scored); the overall score is the mean over the tasks a "
-              "method solves of its task scores clipped to [0, 1]. Controls are shown, not ranked.")
+              "scored). A method is ranked on a task only when it has a record for every cell of the current "
+              "selection (\"n of m\" cells); otherwise it is incomplete: shown below the ranked methods with its "
+              "partial score, never ranked. No rank crosses tasks unless every ranked method solves every task "
+              "shown (then: mean of the task scores clipped to [0, 1]). Controls are shown, not ranked.")
+HIDE_DEPLOY = "<style>[data-testid='stAppDeployButton'], .stDeployButton {display: none !important;}</style>"
 
 
 # ---------------------------------------------------------------- data (read once, cached)
@@ -54,23 +63,54 @@ def _load(results_dir: str, stamp: tuple) -> tuple[pd.DataFrame, dict]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _board(results_dir: str, stamp: tuple, tasks: tuple, datasets: tuple, platforms: tuple) -> Board:
+def _board(results_dir: str, stamp: tuple, view: str, tasks: tuple, datasets: tuple, platforms: tuple,
+           splits: tuple, instances: tuple, seeds: tuple) -> Board:
     table, catalog = _load(results_dir, stamp)
-    return Board(filter_cells(table, tasks, datasets, platforms), catalog)
+    return Board(filter_cells(table, tasks, datasets, platforms, splits, instances, seeds, view=view), catalog)
 
 
 def _column_config(df: pd.DataFrame) -> dict:
-    config = {c: st.column_config.NumberColumn(c, format="%.0f" if c.endswith("(%)") else "%.3f")
-              for c in df.columns if pd.api.types.is_float_dtype(df[c]) and c != "rank"}
+    config = {c: st.column_config.NumberColumn(c, format="%d" if c.endswith("(%)") or c.endswith("rank")
+                                               or c == "rank" else "%.3f")
+              for c in df.columns if pd.api.types.is_float_dtype(df[c])}
     if "method" in df.columns:  # variant names are long; keep them readable while scrolling sideways
         config["method"] = st.column_config.TextColumn("method", width="medium", pinned=True)
     return config
 
 
+def for_reading(df: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as a reader wants them in a grid: rounded to the shown precision without a
+    "-0.000", no "None" in text columns (an empty cell instead)."""
+    out = df.copy()
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = out[c].round(0 if c.endswith("(%)") or c.endswith("rank") or c == "rank" else 3) + 0.0
+        elif out[c].dtype == object:
+            out[c] = out[c].where(out[c].notna(), "")
+    return out
+
+
 def _show_table(df: pd.DataFrame, key: str, all_rows: bool = False) -> None:
     """A sortable table; ``all_rows`` sizes it to show every row (rankings) instead of scrolling."""
     height = min(38 + 35 * len(df), 1200) if all_rows else "auto"
+    df = for_reading(df)
     st.dataframe(df, hide_index=True, width="stretch", height=height, column_config=_column_config(df), key=key)
+
+
+def _query_multi(label: str, options: list, param: str, container, **kwargs) -> list:
+    """A multiselect whose choices are mirrored in the URL (?param=a,b), so a filtered view
+    can be shared; values not among the options are dropped."""
+    wanted = [v for v in str(st.query_params.get(param, "")).split(",") if v]
+    as_text = {str(o): o for o in options}
+    key = f"f_{param}"
+    if key not in st.session_state:
+        st.session_state[key] = [as_text[v] for v in wanted if v in as_text]
+    chosen = container.multiselect(label, options, key=key, **kwargs)
+    if chosen:
+        st.query_params[param] = ",".join(map(str, chosen))
+    elif param in st.query_params:
+        del st.query_params[param]
+    return chosen
 
 
 def _query_choice(label: str, options: list, param: str, container=st, **kwargs):
@@ -89,14 +129,20 @@ def overview_page(board: Board, shown: list[str]) -> None:
     st.caption(SCALE_NOTE)
     table = board.overview(shown)
     _show_table(table, "overview_table", all_rows=True)
-    st.caption("rank range (95%) and same rank (%): bootstrap over datasets (within each task and split) and "
-               "seeds, 200 resamples. uses true k: the method was given the true number of domains.")
-    ranked = table.dropna(subset=["overall"])
-    if len(ranked):
+    st.caption("Per task: rank (complete methods only), score and cells recorded of the task's cells. "
+               "uses true k: the method was given the true number of domains. Rank stability per task is on "
+               "each task's page.")
+    descriptions = task_descriptions(board)
+    if descriptions:
+        with st.expander("What each task measures"):
+            st.markdown("\n".join(f"* **{t}**: {d}" for t, d in descriptions.items()))
+    if "overall score" in table:
+        ranked = table.dropna(subset=["overall score"])
         chart = alt.Chart(ranked).mark_bar().encode(
-            x=alt.X("overall:Q", title="overall score (mean of clipped task scores)", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("method:N", sort="-x"), color=alt.Color("kind:N"),
-            tooltip=["method", "kind", alt.Tooltip("overall:Q", format=".3f"), "tasks"])
+            x=alt.X("overall score:Q", title="overall score (mean of clipped task scores)",
+                    scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("method:N", sort="-x", title=None), color=alt.Color("kind:N"),
+            tooltip=["method", "kind", alt.Tooltip("overall score:Q", format=".3f")])
         st.altair_chart(chart, width="stretch")
     failed = failed_cells(board.table)
     with st.expander(f"Failed cells: {len(failed)}"):
@@ -114,6 +160,11 @@ def task_page(board: Board, shown: list[str], results_dir: Path) -> None:
     if decl:
         st.write(decl["summary"])
         st.markdown("\n".join(f"* `{split}`: {text}" for split, text in decl["splits"].items() if text))
+    datasets = {d: board.catalog["datasets"].get(d, {}) for d in sorted(board.table.loc[board.table["task"] == task,
+                                                                                      "dataset"].unique())}
+    st.caption("Datasets: " + "; ".join(f"**{d}** ({m.get('platform', '?')}"
+                                        + (f", {m['tissue']}" if m.get("tissue") else "") + ")"
+                                        for d, m in datasets.items()))
     left, right = st.columns(2)
     metrics = board.metrics(task)
     metric = left.selectbox("Metric", metrics, index=0, key="task_metric", format_func=board.metric_label,
@@ -127,6 +178,8 @@ def task_page(board: Board, shown: list[str], results_dir: Path) -> None:
     st.caption(f"Mean over seeds (±sd columns) of {metric} ({value}) per dataset · split; task score and rank: "
                f"scaled primary metric ({metrics[0]}). Click a column header to sort.")
     _show_table(board.task_table(task, metric, value, shown), "task_table", all_rows=True)
+    with st.expander("Per slice: mean ± sd over seeds"):
+        _show_table(board.instance_table(task, metric, value, shown), "instance_table")
 
     points = board.cost_vs_score(task)
     points = points[points["method"].isin(shown)]
@@ -136,18 +189,29 @@ def task_page(board: Board, shown: list[str], results_dir: Path) -> None:
         st.subheader("Task score with error bars (sd over seeds)")
         st.altair_chart(_score_bars(points), width="stretch")
         st.subheader("Accuracy vs cost")
-        tab_time, tab_mem = st.tabs(["vs runtime", "vs peak memory"])
+        tab_time, tab_mem, tab_own = st.tabs(["vs runtime", "vs peak memory", "vs memory above start"])
         tab_time.altair_chart(_pareto_chart(points, "time_method_s", "method time per cell (s, log)",
                                             "pareto (time)"), width="stretch")
         tab_mem.altair_chart(_pareto_chart(points, "peak_rss_mb", "peak resident memory per cell (MB, log)",
                                            "pareto (memory)"), width="stretch")
+        own = points.dropna(subset=["rss_above_start_mb"])
+        if own.empty:
+            tab_own.info("Not recorded for these cells (results from before stbench measured the child's "
+                         "memory at start).")
+        else:
+            tab_own.altair_chart(_pareto_chart(own, "rss_above_start_mb", "peak memory above the child's "
+                                               "memory at start (MB, log)", "pareto (memory above start)"),
+                                 width="stretch")
+            tab_own.caption("Every cell's child starts with the harness's memory (torch and the stack, "
+                            "~330 MB); this axis is what the method itself added.")
         st.caption("The line joins the Pareto front: methods no other method beats on both cost and score.")
     _spatial_maps(board, task, shown, results_dir)
 
 
 def _score_bars(points: pd.DataFrame) -> alt.Chart:
     pts = points.assign(lo=points["mean"] - points["sd"], hi=points["mean"] + points["sd"])
-    base = alt.Chart(pts).encode(y=alt.Y("method:N", sort=alt.EncodingSortField("mean", order="descending")))
+    base = alt.Chart(pts).encode(y=alt.Y("method:N", sort=alt.EncodingSortField("mean", order="descending"),
+                                         title=None, axis=alt.Axis(labelLimit=320)))
     bars = base.mark_bar().encode(x=alt.X("mean:Q", title="task score (scaled)"), color="kind:N",
                                   tooltip=["method", alt.Tooltip("mean:Q", format=".3f"),
                                            alt.Tooltip("sd:Q", format=".3f"), "n_seeds"])
@@ -162,7 +226,9 @@ def _pareto_chart(points: pd.DataFrame, cost: str, title: str, front: str) -> al
         tooltip=["method", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip(f"{cost}:Q", format=".3g"), "device"])
     line = alt.Chart(pts[pts[front]].sort_values(cost)).mark_line(color="gray", strokeDash=[4, 3]).encode(
         x=f"{cost}:Q", y="mean:Q")
-    labels = dots.mark_text(align="left", dx=7).encode(text="method:N")
+    # Label only the front: labels on every point overlap as soon as methods cluster.
+    labels = alt.Chart(pts[pts[front]]).mark_text(align="left", dx=7, dy=-7).encode(
+        x=f"{cost}:Q", y="mean:Q", text="method:N")
     return line + dots + labels
 
 
@@ -272,7 +338,7 @@ def regression_page(board: Board) -> None:
                        key="regression_a")
     b = right.selectbox("B (candidate)", entries, index=next(i for i, e in enumerate(entries) if e != a),
                         key="regression_b")
-    sides = [board.table[(board.table["method"] == entry) & (board.table["status"] == "ok")] for entry in (a, b)]
+    sides = [board.table[board.table["method"] == entry] for entry in (a, b)]  # failed cells count
     try:
         result = compare(*sides, catalog=board.catalog)
     except StbenchError as err:
@@ -289,35 +355,65 @@ def regression_page(board: Board) -> None:
 
 # ---------------------------------------------------------------- the script
 
+def empty_state(results_dir: Path, message: str) -> None:
+    """What a reader sees before anything was recorded: what to run to fill the board."""
+    st.title("stbench leaderboard")
+    st.info(f"{message}\n\nTo fill this board, run the benchmark into this folder, for example:\n\n"
+            f"```\nstbench run --results {results_dir}\n"
+            f"stbench run --datasets dlpfc starmap_mpfc --tasks domain_identification --results {results_dir}\n```"
+            "\n\nThe first uses the built-in synthetic tissue (a sanity check); the second ranks methods on "
+            "real data (set STBENCH_DATA to the folder of the .h5ad files). Then reload this page.")
+
+
 def main() -> None:
-    st.set_page_config(page_title="stbench leaderboard", layout="wide")
+    st.set_page_config(page_title="stbench leaderboard", layout="wide", menu_items={})
+    st.markdown(HIDE_DEPLOY, unsafe_allow_html=True)
     results_dir = Path(os.environ.get(RESULTS_ENV, "stbench-results"))
     stamp = _stamp(results_dir)
     try:
         table, catalog = _load(str(results_dir), stamp)
     except StbenchError as err:
         st.error(str(err))
+        empty_state(results_dir, "No results are recorded here yet.")
+        st.stop()
+    if table.empty:
+        empty_state(results_dir, "The results table is empty.")
         st.stop()
     st.title("stbench leaderboard")
     counts = cell_count(table)
-    st.caption(f"{len(table)} cells in {results_dir} ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
+    st.caption(f"{len(table)} cells ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
                f"last recorded {table['finished_at'].max()[:19].replace('T', ' ')} UTC")
 
     side = st.sidebar
     wanted = str(st.query_params.get("page", "overview")).capitalize()
     page = side.radio("Page", PAGES, index=PAGES.index(wanted) if wanted in PAGES else 0, key="page")
     st.query_params["page"] = page.lower()
+    views = [v for v in VIEWS if (table["synthetic"] == (v == "sanity")).any()]
+    view = _view_choice(side, views, default_view(table))
     side.header("Filters")
-    side.caption("An empty filter keeps everything.")
-    tasks = side.multiselect("Task", sorted(table["task"].unique()), key="f_task")
-    datasets = side.multiselect("Dataset", sorted(table["dataset"].unique()), key="f_dataset")
-    platforms = side.multiselect("Platform", sorted(table["platform"].unique()), key="f_platform")
-    kinds = side.multiselect("Method kind", sorted(table["method_kind"].unique()), key="f_kind")
-    devices = side.multiselect("Ran on", ["cpu", "gpu"], key="f_device")
-    true_k = side.checkbox("Show methods that use the true k", value=True, key="f_true_k",
-                           help="domain methods told the true number of domains have an easier task")
+    side.caption("An empty filter keeps everything. Ranks and coverage are computed on the selection.")
+    in_view = filter_cells(table, view=view)
+    tasks = _query_multi("Task", sorted(in_view["task"].unique()), "tasks", side)
+    datasets = _query_multi("Dataset", sorted(in_view["dataset"].unique()), "datasets", side)
+    platforms = _query_multi("Platform", sorted(in_view["platform"].unique()), "platforms", side)
+    splits = _query_multi("Split", sorted(in_view["split"].unique()), "splits", side)
+    instances = _query_multi("Slice", sorted(in_view["instance"].astype(str).unique()), "slices", side)
+    seeds = _query_multi("Seed", sorted(int(s) for s in in_view["seed"].unique()), "seeds", side)
+    kinds = _query_multi("Method kind", sorted(in_view["method_kind"].unique()), "kinds", side)
+    devices = _query_multi("Ran on", ["cpu", "gpu"], "devices", side)
+    true_k = side.checkbox("Show methods that use the true k", value=st.query_params.get("true_k") != "0",
+                           key="f_true_k", help="domain methods told the true number of domains have an easier task")
+    if true_k and "true_k" in st.query_params:
+        del st.query_params["true_k"]
+    elif not true_k:
+        st.query_params["true_k"] = "0"
 
-    board = _board(str(results_dir), stamp, tuple(tasks), tuple(datasets), tuple(platforms))
+    board = _board(str(results_dir), stamp, view, tuple(tasks), tuple(datasets), tuple(platforms), tuple(splits),
+                   tuple(instances), tuple(seeds))
+    if view == "sanity":
+        st.warning("Synthetic sanity view: the built-in tissue comes from a public simulator, which a method "
+                   "could re-run to see the truth. These numbers check that methods work; they are not the "
+                   "ranking (the real-data view is).")
     if board.table.empty:
         st.warning("No cell matches these filters.")
         st.stop()
@@ -330,6 +426,16 @@ def main() -> None:
         method_page(board, catalog)
     else:
         regression_page(board)
+
+
+def _view_choice(side, views: list[str], default: str) -> str:
+    """Real data or the synthetic sanity view, mirrored in the URL (?view=real)."""
+    wanted = st.query_params.get("view", default)
+    views = views or [default]
+    index = views.index(wanted) if wanted in views else (views.index(default) if default in views else 0)
+    view = side.radio("View", views, index=index, key="view", format_func=VIEWS.get)
+    st.query_params["view"] = view
+    return view
 
 
 if __name__ == "__main__":  # how Streamlit (and AppTest) runs this script

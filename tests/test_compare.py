@@ -53,3 +53,31 @@ def test_compare_cli_weakened_variant_regresses(tmp_path, capsys):
     assert "| spatial_imputation | pearson_gene (primary)" in out and "**regressed**" in out
     assert main(args) == 0  # without the flag a regression is reported, not fatal
     assert (tmp_path / "cmp.md").read_text().startswith("### stbench compare")
+
+
+def test_a_candidate_that_fails_cells_regresses_whatever_its_ok_cells_say():
+    """B matches A on the cells it finished, but timed out on one and never ran another: both
+    are listed with their reason and the primary metric regresses (a crash never passes CI)."""
+    a = _side("m", [1.0, 2.0, 3.0, 4.0], seeds=(0, 1, 2, 3))
+    b = _side("m", [1.0, 2.0], seeds=(0, 1))
+    b = pd.concat([b, pd.DataFrame([{**b.iloc[0].to_dict(), "seed": 2, "status": "timeout", "mae": np.nan,
+                                      "error": "Traceback...\ncell timed out after 20 s"}])], ignore_index=True)
+    c = compare(a, b)
+    assert c.regressed_primary and c.n_pairs == 2
+    row = c.table[c.table["primary"]].iloc[0]
+    assert row["verdict"] == "regressed" and row["failed_b"] == 2
+    fails = c.failures.set_index("seed")
+    assert fails.loc[2, "status_b"] == "timeout" and fails.loc[2, "reason"] == "cell timed out after 20 s"
+    assert fails.loc[3, "status_b"] == "missing" and fails.loc[3, "reason"] == "not recorded in B"
+    md = c.markdown("m", "m:k=2")
+    assert "2 cell(s) ok in A failed or are missing in B" in md and "| timeout | cell timed out after 20 s |" in md
+
+
+def test_a_candidate_that_only_failed_is_compared_not_refused():
+    a = _side("m", [1.0, 2.0])
+    b = a.assign(status="error", mae=np.nan, error="RuntimeError: boom")
+    c = compare(a, b)
+    assert c.regressed_primary and len(c.failures) == 2 and set(c.failures["reason"]) == {"RuntimeError: boom"}
+    assert c.table.iloc[0]["verdict"] == "regressed" and np.isnan(c.table.iloc[0]["mean_b"])
+    with pytest.raises(StbenchError, match="side A has no ok cell"):
+        compare(b, a)

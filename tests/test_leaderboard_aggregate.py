@@ -71,18 +71,44 @@ def test_task_and_overall_ranks(table):
     assert ov.loc["B", "score"] == pytest.approx((0.1 + 0.0) / 2) and ov.loc["B", "rank"] == 2
     assert ov.loc["B", "failed"] == 1 and ov.loc["C", "skipped"] == 1
     assert ov.loc["positive_control", "score"] == pytest.approx(1.0)
+    assert np.isnan(ov.loc["C", "score"]) and np.isnan(ov.loc["C", "rank"])  # skipped its only cell
 
 
 def test_rank_stability_by_bootstrap(table):
-    stab = rank_stability(table, n_boot=50).set_index("method")
+    d = "domain_identification"
+    stab = rank_stability(table, n_boot=50).set_index(["task", "method"])
     # A beats B on every seed of every dataset: every resample keeps the order
-    assert stab.loc["A", "same_rank_share"] == 1.0 and stab.loc["B", "same_rank_share"] == 1.0
+    assert stab.loc[(d, "A"), "same_rank_share"] == 1.0 and stab.loc[(d, "B"), "same_rank_share"] == 1.0
+    assert ("gene_imputation", "C") not in stab.index  # incomplete: not ranked, so no stability either
     close = table.copy()
     close.loc[(close["method"] == "B") & (close["seed"] == 1), ["status", "ari", "nmi"]] = ["ok", 0.9, 0.6]
-    close.loc[close["method"] == "B", "mae"] = 1.0
-    stab = rank_stability(close, n_boot=200).set_index("method")
+    stab = rank_stability(close, n_boot=200).set_index(["task", "method"])
     # now A and B trade places depending on which seeds are drawn
-    assert 0.1 < stab.loc["A", "same_rank_share"] < 0.95 and stab.loc["A", "rank_hi"] == 2
+    assert 0.1 < stab.loc[(d, "A"), "same_rank_share"] < 0.95 and stab.loc[(d, "A"), "rank_hi"] == 2
+
+
+def test_a_method_run_on_fewer_cells_is_incomplete_and_never_ranked_above_complete_ones(table):
+    """Coverage: D ran only the easy seed of domain identification and scored the best value
+    seen (0.95); it is shown with its partial score and "1 of 2" cells, below every ranked
+    method, and gets no rank. A failed cell is covered (a 0); a skipped one is not."""
+    d = "domain_identification"
+    partial = pd.concat([table, pd.DataFrame([_row(d, "whole_slice", "D", 0, ari=0.95, nmi=0.9)])],
+                        ignore_index=True)
+    tr = task_ranking(partial)
+    dom = tr[tr["task"] == d].set_index("method")
+    assert dom.loc["D", "score"] == pytest.approx(0.95) and np.isnan(dom.loc["D", "rank"])
+    assert (dom.loc["D", "cells"], dom.loc["D", "of"], bool(dom.loc["D", "complete"])) == (1, 2, False)
+    assert (dom.loc["B", "cells"], bool(dom.loc["B", "complete"])) == (2, True)  # the error counts as a cell
+    assert list(dom.index[:2]) == ["A", "B"]  # ranked first, D after them despite its higher score
+    assert list(dom.index).index("D") < list(dom.index).index("negative_control")  # then the controls
+    gene = tr[tr["task"] == "gene_imputation"].set_index("method")
+    assert gene.loc["C", "cells"] == 0 and np.isnan(gene.loc["C", "rank"])  # skipped: not covered
+    # an overall score only for methods complete on every task shown
+    ov = overall_ranking(partial).set_index("method")
+    assert np.isnan(ov.loc["D", "score"]) and np.isnan(ov.loc["C", "score"]) and ov.loc["A", "rank"] == 1
+    assert ov.loc["D", "tasks"] == 0 and ov.loc["A", "tasks"] == 2
+    # one task shown: no cross-task score at all
+    assert overall_ranking(partial[partial["task"] == d])["score"].isna().all()
 
 
 def test_task_score_error_bars_are_sd_over_seeds(table):

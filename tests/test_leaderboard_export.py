@@ -18,7 +18,8 @@ def test_csv_export_writes_the_overview_and_one_file_per_task(leaderboard_result
     overview = pd.read_csv(out).set_index("method")
     expected = board.overview().set_index("method")
     assert list(overview.index) == list(expected.index)
-    assert overview["overall"].to_numpy() == pytest.approx(expected["overall"].to_numpy(), nan_ok=True)
+    col = "gene_imputation score"
+    assert overview[col].to_numpy() == pytest.approx(expected[col].to_numpy(), nan_ok=True)
     task = pd.read_csv(tmp_path / "board.domain_identification.csv").set_index("method")
     assert task.loc["pca_kmeans", "task score"] == pytest.approx(
         board.task_table("domain_identification").set_index("method").loc["pca_kmeans", "task score"])
@@ -31,17 +32,39 @@ def test_markdown_and_html_exports_carry_mean_and_sd(leaderboard_results, board,
     md, html = tmp_path / "board.md", tmp_path / "board.html"
     assert main(["export", "--results", str(leaderboard_results), "--format", "md", "-o", str(md)]) == 0
     assert main(["export", "--results", str(leaderboard_results), "--format", "html", "-o", str(html)]) == 0
-    text = md.read_text()
-    for section in ["## overview", "## domain_identification", "## gene_imputation", "## failed cells"]:
+    text, page = md.read_text(), html.read_text()
+    for section in ["## Overview", "## domain_identification", "## gene_imputation", "## Failed cells"]:
         assert section in text
     row = board.task_table("domain_identification").set_index("method").loc["pca_kmeans"]
     cell = f"{row['synthetic · whole_slice']:.3f} ± {row['synthetic · whole_slice ±sd']:.3f}"
-    assert cell in text and cell in html.read_text()
+    assert cell in text and cell in page
     # the weakened variant is its own row, ranked below the default
     ov = board.overview().set_index("method")
-    assert ov.loc["low_rank_completion", "rank"] < ov.loc["low_rank_completion:iterations=1", "rank"]
+    assert ov.loc["low_rank_completion", "gene_imputation rank"] < \
+        ov.loc["low_rank_completion:iterations=1", "gene_imputation rank"]
     assert "| low_rank_completion:iterations=1 " in text
-    assert html.read_text().count("<table") == 6  # overview, 4 tasks, failed cells
+    assert page.count("<table") == 6  # overview, 4 tasks, failed cells
+
+
+def test_html_export_is_a_self_contained_page_for_readers(leaderboard_results, tmp_path):
+    """One file with inline CSS and SVG charts, no script or remote resource; descriptions,
+    directions, provenance (date, version, commit, machine); integer ranks, no "nan", no
+    "-0.000", and no local path."""
+    import re
+
+    html = tmp_path / "board.html"
+    assert main(["export", "--results", str(leaderboard_results), "--format", "html", "-o", str(html)]) == 0
+    page = html.read_text()
+    assert "<style>" in page and "<script" not in page and not re.search(r"(src|href)=['\"]https?:", page)
+    assert page.count("<svg") == 2 * 4  # score bars and cost vs score per task
+    assert "synthetic sanity" in page.lower() or "sanity check" in page  # all-synthetic folder: the sanity view
+    for fact in ("exported", "stbench</b>: 0.1.0", "git commit", "CPU", "GPU"):
+        assert fact in page
+    assert "ari (↑)" in page and "mse (↓)" in page and "Adjusted Rand index" in page
+    assert "nan" not in re.sub(r"<[^>]+>", " ", page).split() and "-0.000" not in page
+    assert str(leaderboard_results) not in page and str(tmp_path) not in page
+    ranks = re.findall(r"<tr class='[a-z]*'><td class='text'>[^<]+</td><td class=''>([^<]*)</td>", page)
+    assert ranks and all(r == "" or r.isdigit() for r in ranks)
 
 
 def test_export_of_a_folder_without_results_names_it(tmp_path, capsys):
@@ -75,3 +98,56 @@ def test_tasks_carry_their_description_direction_and_unranked_marks(leaderboard_
     text = task_descriptions(board)["gene_imputation"]
     assert "pearson_gene_masked (↑)" in text and "Not ranked: synthetic · mute70" in text
     assert not text.endswith("..")
+
+
+def test_a_method_run_on_part_of_the_grid_is_shown_incomplete_below_the_ranked_ones(leaderboard_results, tmp_path):
+    """leiden_k loses its seed-1 cells: it keeps its partial score and "3 of 6" cells, gets no
+    rank, and every page lists it after the ranked methods, however good its partial score."""
+    import shutil
+
+    import numpy as np
+
+    from stbench.leaderboard.publish import write_document
+
+    folder = tmp_path / "results"
+    shutil.copytree(leaderboard_results, folder)
+    table = pd.read_parquet(folder / "results.parquet")
+    drop = (table["method"] == "leiden_k") & (table["seed"] == 1)
+    table[~drop].to_parquet(folder / "results.parquet")
+    board = Board(*load_results(folder))
+    tt = board.task_table("domain_identification").set_index("method")
+    assert tt.loc["leiden_k", "cells"] == "3 of 6" and np.isnan(tt.loc["leiden_k", "rank"])
+    assert tt.loc["pca_kmeans", "rank"] == 1 and tt.loc["pca_kmeans", "cells"] == "6 of 6"
+    assert tt.loc["leiden_k", "task score"] > tt.loc["pca_kmeans", "task score"]  # better, yet below
+    order = list(tt.index)
+    assert order.index("pca_kmeans") < order.index("leiden_k") < order.index("positive_control")
+    ov = board.overview().set_index("method")
+    assert ov.loc["leiden_k", "domain_identification cells"] == "3 of 6"
+    assert np.isnan(ov.loc["leiden_k", "domain_identification rank"])
+    page = write_document(board, tmp_path / "b.html", "html").read_text()
+    assert "<tr class='incomplete'><td class='text'>leiden_k</td>" in page
+
+
+def test_real_data_is_the_default_view_and_the_synthetic_tissue_its_own(leaderboard_results, tmp_path):
+    import json
+    import shutil
+
+    from stbench.leaderboard.tables import default_view, filter_cells
+
+    table, catalog = load_results(leaderboard_results)
+    assert default_view(table) == "sanity" and filter_cells(table, view="real").empty
+    folder = tmp_path / "results"
+    shutil.copytree(leaderboard_results, folder)
+    raw = pd.read_parquet(folder / "results.parquet")
+    real = raw[raw["task"] == "domain_identification"].assign(dataset="dlpfc")
+    real["cell_key"] = real["cell_key"] + "-real"
+    pd.concat([raw, real], ignore_index=True).to_parquet(folder / "results.parquet")
+    cat = json.loads((folder / "catalog.json").read_text())
+    cat["datasets"]["dlpfc"] = {"platform": "10x Visium", "synthetic": False}
+    (folder / "catalog.json").write_text(json.dumps(cat))
+    table, catalog = load_results(folder)
+    assert default_view(table) == "real"
+    real_board = Board(filter_cells(table, view="real"), catalog)
+    assert real_board.tasks == ["domain_identification"] and set(real_board.table["dataset"]) == {"dlpfc"}
+    assert set(filter_cells(table, view="sanity")["dataset"]) == {"synthetic", "synthetic_partial"} or \
+        set(filter_cells(table, view="sanity")["dataset"]) == {"synthetic"}
