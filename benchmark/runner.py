@@ -278,16 +278,19 @@ class _Progress:
 
     TICK_S = 2.0
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, stream=None, tick_s: float | None = None):
         self.counts = {"ok": 0, "failed": 0, "cached": 0}
         self.lock = threading.Lock()
         self.bar = None
         self.running: dict[Cell, float] = {}
         self._stop = threading.Event()
+        self.tick_s = tick_s or self.TICK_S
         if enabled and total:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, file=sys.stderr, unit="cell", dynamic_ncols=True, disable=None)
+            # disable=None: no bar when stderr is not a terminal (CI logs), unless a stream is given
+            self.bar = tqdm(total=total, file=stream or sys.stderr, unit="cell", dynamic_ncols=stream is None,
+                            disable=False if stream is not None else None)
             if not self.bar.disable:
                 threading.Thread(target=self._tick, daemon=True, name="stbench-progress").start()
 
@@ -296,7 +299,7 @@ class _Progress:
         return "; ".join(f"{c.label()} {now - t0:.0f}s" for c, t0 in list(self.running.items())[:3])
 
     def _tick(self):
-        while not self._stop.wait(self.TICK_S):
+        while not self._stop.wait(self.tick_s):
             with self.lock:
                 if self.bar is not None and self.running:
                     self.bar.set_description(self._describe(), refresh=False)

@@ -23,7 +23,7 @@ def test_run_writes_tables_and_never_overwrites(tmp_path, capsys):
             "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "ari (primary)" in out and "pca_kmeans" in out and "positive_control" in out
+    assert "ari ↑" in out and "pca_kmeans" in out and "positive_control" in out
     first = pd.read_parquet(tmp_path / "results.parquet")
     assert set(first["method"]) == {"pca_kmeans", "negative_control", "positive_control"}
     assert (first["status"] == "ok").all() and first["dataset_sha256"].str.len().eq(64).all()
@@ -97,3 +97,37 @@ def test_instances_select_slices_and_an_unknown_one_is_named():
     assert {c.instance for c in one} == {"slice1"} and len(one) == len(every) // 3
     with pytest.raises(UnknownNameError, match="unknown instance 'slice9'.*slice0, slice1, slice2"):
         plan_cells(["spatial_imputation"], ["knn_interpolation"], specs, [0], instances=["slice9"])
+
+
+def test_the_progress_bar_shows_life_during_a_long_cell_and_counts_only_executed_cells():
+    import io
+    import time
+
+    from stbench.benchmark.runner import Cell, _Progress
+
+    stream = io.StringIO()
+    bar = _Progress(4, True, stream=stream, tick_s=0.1)
+    bar.done("cached")
+    assert bar.bar.total == 3  # a cached cell takes no time: it leaves the rate and the ETA
+    cell = Cell("domain_identification", "whole_slice", "dlpfc", "151673", "pca_kmeans", 0)
+    bar.start(cell)
+    time.sleep(0.35)
+    redraws = stream.getvalue().count("pca_kmeans")
+    time.sleep(0.3)
+    assert stream.getvalue().count("pca_kmeans") > redraws  # redrawn while the cell runs, not only at its end
+    assert "pca_kmeans" in bar._describe() and bar._describe().endswith("s")
+    bar.done("ok", cell)
+    bar.close()
+    assert bar.running == {} and bar.counts == {"ok": 1, "failed": 0, "cached": 1}
+
+
+def test_a_run_ends_with_one_line_per_method_and_the_per_cell_table_behind_a_flag(tmp_path, capsys):
+    common = ["run", "--tasks", "spatial_imputation", "--splits", "random20", "--methods", "knn_interpolation:k=2",
+              "--results", str(tmp_path), "--quiet"]
+    assert main(common) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if "knn_interpolation:k=2" in ln]
+    assert len(lines) == 1 and "pearson_gene ↑" in lines[0]  # one summary line, the variant named in full
+    assert main(common + ["--per-cell"]) == 0
+    out = capsys.readouterr().out
+    assert sum("knn_interpolation:k=2" in ln for ln in out.splitlines()) == 3  # one per slice

@@ -45,9 +45,19 @@ def recorded_cells(results: Path) -> pd.DataFrame:
 
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     exp = client.get_experiment_by_name("stbench")
-    runs = client.search_runs([exp.experiment_id], "tags.record = 'cell' and attributes.status = 'FINISHED'",
+    runs = client.search_runs([exp.experiment_id], "tags.record = 'cell' and attributes.status != 'RUNNING'",
                               max_results=10000)
-    return pd.DataFrame([{**r.data.params, **r.data.tags} for r in runs])
+    return pd.DataFrame([{**r.data.params, **r.data.tags, "run_status": r.info.status, "run_name": r.info.run_name,
+                          "run_s": (r.info.end_time - r.info.start_time) / 1000,
+                          "wall_time_s": r.data.metrics.get("wall_time_s")} for r in runs])
+
+
+def invocations(results: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("stbench")
+    return client.search_runs([exp.experiment_id], "tags.record = 'invocation'", max_results=1000)
 
 
 def test_fault_injection_every_outcome_recorded_once(leakcheck, tmp_path):
@@ -77,6 +87,15 @@ def test_fault_injection_every_outcome_recorded_once(leakcheck, tmp_path):
     assert len(store) == len(expected) and store["cell_key"].is_unique
     table = pd.read_parquet(tmp_path / "results.parquet")
     assert sorted(table["method"]) == sorted(expected) and table["cell_key"].is_unique
+    # MLflow reads right: a failed cell's run is FAILED (its status tag says how), and every run
+    # spans the cell's own time (the timed-out one ran ~8 s), not the few ms its record took
+    runs = store.set_index("method")
+    assert (runs["run_status"] == runs["status"].map(lambda s: "FINISHED" if s == "ok" else "FAILED")).all()
+    assert runs.loc["fault_hangs", "run_s"] > 7.5
+    assert np.allclose(runs["run_s"], runs["wall_time_s"].astype(float), atol=0.01)
+    # the harness floor is measured at fork, so the memory a method adds can be told apart
+    assert (ok["rss_start_mb"] > 10).all() and (ok["rss_start_mb"] <= ok["peak_rss_mb"]).all()
+    assert by.loc["fault_hog", "peak_rss_mb"] - by.loc["fault_hog", "rss_start_mb"] > 500
 
 
 def test_snooper_finds_truth_when_not_isolated(leakcheck):
@@ -139,11 +158,14 @@ def test_sigkill_mid_grid_then_resume(tmp_path):
     proc.wait()
     partial = recorded_cells(tmp_path)
     assert 4 <= len(partial) < 21  # 3 slices x (3 domain + 4 imputation methods) = 21 cells
+    assert [r.info.status for r in invocations(tmp_path)] == ["RUNNING"]  # the killed runner could not end it
     # the resume also runs two cells at a time (--jobs 2)
     out = subprocess.run(STBENCH + _grid_args(tmp_path) + ["--jobs", "2"], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert f"{len(partial)} already recorded" in out.stdout
+    # the resume ended the dead runner's invocation KILLED; its own is FINISHED
+    assert sorted(r.info.status for r in invocations(tmp_path)) == ["FINISHED", "KILLED"]
     store = recorded_cells(tmp_path)
     table = pd.read_parquet(tmp_path / "results.parquet")
     assert len(table) == 21 and (table["status"] == "ok").all() and (table["attempts"] == 1).all()
