@@ -211,7 +211,9 @@ def cmd_leaderboard(args) -> int:
     results = _results_folder(args.results)
     load_results(results)  # a clear error here rather than a red box in the browser
     env = {**os.environ, RESULTS_ENV: str(results.resolve()), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    # toolbarMode viewer: a reader's board, without Streamlit's Deploy button and developer menu
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.headless", "true",
+           "--client.toolbarMode", "viewer",
            "--server.port", str(args.port), "--server.address", args.address]
     print(f"stbench leaderboard of {results} at http://{args.address}:{args.port} (Ctrl-C stops it)", flush=True)
     # Become the Streamlit server (no child left behind when this process is stopped).

@@ -70,31 +70,35 @@ def _board(results_dir: str, stamp: tuple, view: str, tasks: tuple, datasets: tu
 
 
 def _column_config(df: pd.DataFrame) -> dict:
-    config = {c: st.column_config.NumberColumn(c, format="%d" if c.endswith("(%)") or c.endswith("rank")
-                                               or c == "rank" else "%.3f")
-              for c in df.columns if pd.api.types.is_float_dtype(df[c])}
+    config = {}
     if "method" in df.columns:  # variant names are long; keep them readable while scrolling sideways
         config["method"] = st.column_config.TextColumn("method", width="medium", pinned=True)
     return config
 
 
-def for_reading(df: pd.DataFrame) -> pd.DataFrame:
-    """Numbers as a reader wants them in a grid: rounded to the shown precision without a
-    "-0.000", no "None" in text columns (an empty cell instead)."""
+def _is_count(column: str) -> bool:
+    return column == "rank" or column.endswith(" rank") or column.endswith("(%)")
+
+
+def for_reading(df: pd.DataFrame):
+    """The grid a reader sees: numbers rounded to the shown precision without a "-0.000" (the
+    numbers stay numbers, so a click on a header still sorts by value)."""
     out = df.copy()
+    formats = {}
     for c in out.columns:
         if pd.api.types.is_float_dtype(out[c]):
-            out[c] = out[c].round(0 if c.endswith("(%)") or c.endswith("rank") or c == "rank" else 3) + 0.0
-        elif out[c].dtype == object:
-            out[c] = out[c].where(out[c].notna(), "")
-    return out
+            digits = 0 if _is_count(c) else 3
+            out[c] = out[c].round(digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+            formats[c] = "{:.0f}" if digits == 0 else "{:.3f}"
+    return out.style.format(formats, na_rep="")
 
 
 def _show_table(df: pd.DataFrame, key: str, all_rows: bool = False) -> None:
-    """A sortable table; ``all_rows`` sizes it to show every row (rankings) instead of scrolling."""
+    """A sortable table; ``all_rows`` sizes it to show every row (rankings) instead of scrolling.
+    A missing value is a blank cell (``placeholder``), not Streamlit's default "None"."""
     height = min(38 + 35 * len(df), 1200) if all_rows else "auto"
-    df = for_reading(df)
-    st.dataframe(df, hide_index=True, width="stretch", height=height, column_config=_column_config(df), key=key)
+    st.dataframe(for_reading(df), hide_index=True, width="stretch", height=height, column_config=_column_config(df),
+                 key=key, placeholder="")
 
 
 def _query_multi(label: str, options: list, param: str, container, **kwargs) -> list:
@@ -349,6 +353,11 @@ def regression_page(board: Board) -> None:
     if result.regressed_primary:
         st.error("A primary metric regressed: `stbench compare --fail-on-regression` would exit 1.")
     _show_table(result.table, "regression_table")
+    if len(result.failures):
+        st.subheader(f"Failed or missing in B: {len(result.failures)} cell(s)")
+        st.caption("Cells ok in A that B failed, skipped or never ran: each is a regression of its task's primary "
+                   "metric, whatever B's other cells say.")
+        _show_table(result.failures, "regression_failures")
     with st.expander("Markdown (for a CI comment)"):
         st.code(result.markdown(a, b), language="markdown")
 

@@ -81,3 +81,34 @@ def test_a_candidate_that_only_failed_is_compared_not_refused():
     assert c.table.iloc[0]["verdict"] == "regressed" and np.isnan(c.table.iloc[0]["mean_b"])
     with pytest.raises(StbenchError, match="side A has no ok cell"):
         compare(b, a)
+
+
+def test_compare_cli_counts_a_candidate_that_timed_out_as_a_regression(leaderboard_results, tmp_path, capsys):
+    """The candidate timed out on 2 of its 6 cells and matches A on the rest: `--fail-on-regression`
+    exits 1 and the failures are listed with their reason (before, this said "within noise")."""
+    import shutil
+
+    from stbench.benchmark.cli import main
+
+    folder = tmp_path / "results"
+    shutil.copytree(leaderboard_results, folder)
+    table = pd.read_parquet(folder / "results.parquet")
+    base = table[(table["method"] == "low_rank_completion") & table["params"].str.contains('"iterations": 15')]
+    assert len(base) == 6
+    cand = base.copy()
+    cand["params"] = cand["params"].str.replace('"iterations": 15', '"iterations": 51')
+    cand["cell_key"] = cand["cell_key"] + "-cand"
+    slow = cand.index[:2]
+    cand.loc[slow, "status"] = "timeout"
+    cand.loc[slow, "error"] = "killed: still running after 20 s (--timeout)"
+    cand.loc[slow, "pearson_gene_masked"] = np.nan
+    pd.concat([table, cand], ignore_index=True).to_parquet(folder / "results.parquet")
+    capsys.readouterr()
+    code = main(["compare", "low_rank_completion", "low_rank_completion:iterations=51", "--results", str(folder),
+                 "--fail-on-regression"])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 1, captured.err
+    assert "2 cell(s) ok in A failed or are missing in B" in out
+    assert out.count("| timeout | killed: still running after 20 s (--timeout) |") == 2
+    assert "| gene_imputation | pearson_gene_masked (primary)" in out and "**regressed**" in out

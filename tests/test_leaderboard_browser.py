@@ -56,6 +56,11 @@ def test_overview_and_task_page_render_in_chromium(server, leaderboard_results, 
         assert "stbench leaderboard" in text and "Failed cells: 3" in text
         assert browser.screenshot(shots / "overview.png").stat().st_size > 20_000  # not a blank page
 
+        # no Deploy button on a reader's board; blanks, not "None", where a method has no value
+        assert browser.evaluate("document.querySelectorAll('[data-testid=\"stAppDeployButton\"]').length") == 0
+        assert "None" not in browser.evaluate("""Array.from(document.querySelectorAll(
+            '[data-testid="stDataFrame"] td')).map(td => td.textContent).join(' ')""")
+
         browser.open(server + "/?page=tasks&task=domain_identification")
         rows = set(filter(None, browser.evaluate(GRID_FIRST_COLUMN)))
         assert rows == {"pca_kmeans", "leiden_k", "negative_control", "positive_control"}
@@ -63,5 +68,25 @@ def test_overview_and_task_page_render_in_chromium(server, leaderboard_results, 
         text = browser.text()
         assert "Task: domain_identification" in text and "Accuracy vs cost" in text
         browser.screenshot(shots / "task_domain_identification.png")
+    finally:
+        browser.close()
+
+
+def test_the_exported_html_renders_as_a_page_with_its_charts(leaderboard_results, tmp_path):
+    """`stbench export --format html` opened from disk: tables, SVG charts, descriptions."""
+    from stbench.benchmark.cli import main
+
+    page = tmp_path / "board.html"
+    assert main(["export", "--results", str(leaderboard_results), "--format", "html", "-o", str(page)]) == 0
+    shots = Path(os.environ.get("STBENCH_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    browser = Browser(width=1300, height=2400)
+    try:
+        browser.open(page.as_uri(), ready="svg rect")
+        assert browser.evaluate("document.querySelectorAll('table').length") == 6
+        assert browser.evaluate("document.querySelectorAll('svg circle').length") > 0
+        text = browser.text()
+        assert "stbench leaderboard" in text and "Adjusted Rand index" in text and "git commit" in text
+        assert browser.screenshot(shots / "export.png").stat().st_size > 20_000
     finally:
         browser.close()
