@@ -311,8 +311,10 @@ def method_page(board: Board, catalog: dict) -> None:
     st.subheader("Deviations from the paper")
     st.markdown(meta.get("deviations") or "_None stated._")
     st.subheader("Scores per task")
-    scores = board.task_ranking[board.task_ranking["method"] == method][["task", "rank", "score", "failed"]]
-    _show_table(scores, "method_scores")
+    scores = board.task_ranking[board.task_ranking["method"] == method]
+    scores = scores.assign(cells=[f"{c} of {o}" for c, o in zip(scores["cells"], scores["of"])])
+    _show_table(scores[["task", "rank", "score", "cells", "failed"]], "method_scores")
+    st.caption("rank: only where the method has a record for every cell of the task in this selection.")
     st.subheader("Failed cells")
     failed = failed_cells(board.table, method)
     if failed.empty:
