@@ -73,6 +73,18 @@ def test_filters_narrow_the_board(leaderboard_results, monkeypatch):
     assert at.dataframe[0].value.empty
 
 
+def test_filters_come_from_and_go_to_the_url(leaderboard_results, monkeypatch):
+    """A shared link reproduces the view: ?tasks=alignment&seeds=0 opens the board filtered,
+    and changing a filter writes it back into the URL."""
+    at = _open(leaderboard_results, monkeypatch, tasks="alignment", seeds="0")
+    table = at.dataframe[0].value.set_index("method")
+    assert set(table.index) == {"icp", "identity", "negative_control", "positive_control"}
+    assert table.loc["icp", "alignment cells"] == "2 of 2"  # one seed of two slice pairs... of the selection
+    at.sidebar.multiselect(key="f_seeds").set_value([0, 1]).run()
+    assert at.query_params["seeds"] == "0,1" and at.dataframe[0].value.set_index("method").loc[
+        "icp", "alignment cells"] == "4 of 4"
+
+
 def test_task_page_raw_and_scaled_tables_charts_and_maps(leaderboard_results, monkeypatch):
     at = _open(leaderboard_results, monkeypatch, page="tasks", task="domain_identification")
     assert at.header[0].value == "Task: domain_identification"
