@@ -24,7 +24,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from stbench.benchmark.errors import StbenchError, UnknownNameError
+from stbench.errors import StbenchError, UnknownNameError
 
 MANIFEST = Path(__file__).with_name("manifest.json")
 PLUGIN_GROUP = "stbench.methods"
@@ -80,6 +80,11 @@ def tasks() -> dict:
     return load()["tasks"]
 
 
+def tasks_of_dataset(name: str) -> list[str]:
+    """The tasks that run on a dataset: derived from the tasks' declarations, never listed twice."""
+    return [t for t, decl in tasks().items() if name in decl["datasets"]]
+
+
 def method_metadata(name: str) -> dict:
     """One method's metadata; an unknown name is one error listing the registered ones."""
     builtin = load()["methods"]
@@ -103,6 +108,23 @@ def check_params(method: str, params: dict, defaults: dict) -> None:
             raise StbenchError(f"method {method!r}: parameter {key}={json.dumps(value)} is a "
                                f"{type(value).__name__}; Expected a {type(defaults[key]).__name__} like its "
                                f"default {key}={json.dumps(defaults[key])}. Its parameters (defaults): {listing}")
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``NAME:key=value,key2=value2`` -> (NAME, {key: value}); values parsed as JSON when they can be
+    (the form `stbench run --methods` and `stbench compare` take)."""
+    name, _, rest = text.partition(":")
+    params = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise StbenchError(f"method variant {text!r}: {item!r} is not key=value. "
+                               "Expected NAME:key=value,key2=value2")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return name, params
 
 
 def variant_name(name: str, params: dict, defaults: dict, version: str | None = None,

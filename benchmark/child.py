@@ -39,7 +39,7 @@ import torch
 
 import stbench.methods  # noqa: F401  (discovers the registered adapters)
 import stbench.tasks  # noqa: F401  (the input view classes)
-from stbench.benchmark.errors import MethodNotApplicable
+from stbench.errors import MethodNotApplicable
 from stbench.benchmark.isolation import TRACEBACK_LINES
 from stbench.benchmark.sandbox import restrict_writes
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from stbench.benchmark.errors import ContractError
+from stbench.errors import ContractError
 
 POLL_FAST_S, POLL_SLOW_S = 0.02, 0.1  # fine polling while a cell is young, then cheaper
 TRACEBACK_LINES = 12  # the tail of a traceback kept in the record

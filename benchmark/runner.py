@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from stbench.benchmark import isolation
-from stbench.benchmark.errors import ContractError, MethodNotApplicable, StbenchError, UnknownNameError
+from stbench.errors import ContractError, MethodNotApplicable, StbenchError, UnknownNameError
 from stbench.benchmark.provenance import git_commit, library_versions
 from stbench.benchmark.store import DONE, FAILED, ResultStore
 from stbench.datasets.loading import Dataset, load_dataset
@@ -51,6 +51,7 @@ from stbench.datasets.registry import DATASETS, get_dataset_spec
 from stbench.manifest import check_params, variant_name
 from stbench.methods import METHODS, Method, RunContext, get_method
 from stbench.tasks import TASKS, get_task
+from stbench.tasks.base import hash_arrays
 
 ID_COLUMNS = ["run_id", "task", "split", "dataset", "instance", "method", "seed"]
 # Seconds a cell may run before it is killed, by method kind (``--timeout`` overrides).
@@ -199,7 +200,7 @@ def run_cell(problem, method: Method, params: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="stbench-") as scratch:
         ctx = RunContext(seed=problem.seed, device=row["device"], scratch_dir=Path(scratch), params=params,
                          task=problem.task, split=problem.split,
-                         solution=copy.deepcopy(problem.solution) if method.uses_truth else None)
+                         solution=get_task(problem.task).reference_output(problem) if method.uses_truth else None)
         from stbench.benchmark.child import seed_everything
 
         seed_everything(problem.seed)
@@ -342,6 +343,7 @@ class _Grid:
         self.tmp = Path(tempfile.mkdtemp(prefix="stbench-problems-", dir=isolation.exchange_root()))
         self.commit, self.versions = git_commit(), json.dumps(library_versions(), sort_keys=True)
         self.lock = threading.Lock()
+        self.split_arrays: dict[tuple, dict] = {}  # problem key -> its split, computed once for its key
 
     def dataset(self, name: str) -> Dataset:
         if name not in self.loaded:
@@ -354,7 +356,8 @@ class _Grid:
         """Build a problem and write its input view once, for every cell that uses it."""
         task, dataset, instance, split, seed = pkey
         t0 = time.perf_counter()
-        problem = get_task(task).make_problem(self.dataset(dataset), instance, split, seed)
+        problem = get_task(task).make_problem(self.dataset(dataset), instance, split, seed,
+                                              arrays=self.split_arrays.pop(pkey, None))
         problem_id = uuid.uuid4().hex
         path = self.tmp / f"{problem_id}.pkl"
         with open(path, "wb") as fh:
@@ -377,7 +380,8 @@ class _Grid:
                 method_ref=method_reference(method), task=cell.task, split=cell.split, seed=cell.seed,
                 device=row["device"], params=params, memory_bytes=self.memory, threads=self.threads,
                 timeout_s=float(self.timeout or DEFAULT_TIMEOUT_S[method.kind]), inputs_path=str(inputs_path),
-                solution=pickle.dumps(problem.solution, protocol=5) if method.uses_truth else None)
+                solution=pickle.dumps(get_task(cell.task).reference_output(problem), protocol=5)
+                if method.uses_truth else None)
             start, started_at = time.perf_counter(), time.time()
             res = self.backend.run(job, problem_id)
             row.update(status=res.status, error=res.error, time_method_s=res.time_method_s,
@@ -480,7 +484,10 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
             pk = cell.problem_key
             if pk not in split_sha:
                 ds = grid.dataset(cell.dataset)
-                split_sha[pk] = (ds.sha256, get_task(cell.task).split_sha256(ds, cell.instance, cell.split, cell.seed))
+                # computed once per problem: hashed here for the keys, reused to build the problem
+                arrays = get_task(cell.task).make_split(ds, cell.instance, cell.split, cell.seed)
+                grid.split_arrays[pk] = arrays
+                split_sha[pk] = (ds.sha256, hash_arrays(*arrays.values()))
             keys[cell] = cell_key(cell, *split_sha[pk], by_name[cell.method], params[cell.method])
         recorded = {} if force else store.statuses()
         groups: OrderedDict[tuple, list[Cell]] = OrderedDict()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stbench.benchmark.errors import DataNotFoundError
+from stbench.errors import DataNotFoundError
 from stbench.datasets.loading import load_dataset
 from stbench.datasets.registry import DATASETS
 from stbench.tasks import TASKS
@@ -47,8 +47,15 @@ def load_manifest() -> dict[str, str]:
     return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
 
 
-def write_manifest(hashes: dict[str, str]) -> None:
+def write_manifest(hashes: dict[str, str], datasets=None) -> int:
+    """Write the manifest. With ``datasets``, only those datasets' entries are replaced (a new
+    synthetic-only task needs no real data file on disk); the others stay as committed.
+    Returns how many entries were written for the datasets named."""
+    if datasets:
+        kept = {k: v for k, v in load_manifest().items() if k.split("/")[2] not in set(datasets)}
+        hashes = {**kept, **hashes}
     MANIFEST.write_text(json.dumps(dict(sorted(hashes.items())), indent=1) + "\n")
+    return len(hashes)
 
 
 def drift(current: dict[str, str], committed: dict[str, str]) -> list[str]:

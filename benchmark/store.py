@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stbench.benchmark.errors import StbenchError
+from stbench.errors import StbenchError
 
 EXPERIMENT = "stbench"
 # MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; these are

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from stbench.benchmark.errors import ChecksumError, DataNotFoundError, DatasetError
+from stbench.errors import ChecksumError, DataNotFoundError, DatasetError
 from stbench.datasets.registry import DatasetSpec, default_data_dir, get_dataset_spec
 from stbench.datasets.synthetic import content_sha256, simulate_tissue
 
@@ -143,7 +143,7 @@ def load_user_dataset(path: str | Path, label_key: str | None = "domain") -> Dat
     spec = DatasetSpec(
         name=path.stem, version="user", platform=str(adata.uns.get("platform", "unknown")),
         organism="unknown", tissue="unknown", slices=slices, label_key=label_key,
-        tasks=(), source={"url": str(path.resolve())}, filename=path.name,
+        source={"url": str(path.resolve())}, filename=path.name,
         grid_columns=("array_row", "array_col") if {"array_row", "array_col"} <= set(adata.obs) else None,
         grid_kind="square" if {"array_row", "array_col"} <= set(adata.obs) else None,
     )

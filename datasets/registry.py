@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stbench.benchmark.errors import UnknownNameError
+from stbench.errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,6 @@ class DatasetSpec:
     tissue: str
     slices: tuple[str, ...]
     label_key: str | None
-    tasks: tuple[str, ...]
     source: dict = field(default_factory=dict)  # paper, doi, url, licence, origin
     filename: str | None = None  # None: generated in process (synthetic)
     sha256: str | None = None
@@ -88,8 +87,6 @@ register_dataset(DatasetSpec(
     tissue="simulated layered tissue with blobs",
     slices=("slice0", "slice1", "slice2"),
     label_key="domain",
-    tasks=("spatial_imputation", "gene_imputation", "denoising", "domain_identification",
-           "multislice_integration", "alignment"),
     source={"paper": "stbench built-in simulator (stbench.datasets.synthetic)", "licence": "MIT"},
     grid_columns=("array_row", "array_col"),
     grid_kind="square",
@@ -107,7 +104,6 @@ register_dataset(DatasetSpec(
     tissue="the simulated tissue; the second slice keeps about 60 % of it (a half-plane cut)",
     slices=("slice0", "slice1"),
     label_key="domain",
-    tasks=("alignment",),
     source={"paper": "stbench built-in simulator (stbench.datasets.synthetic)", "licence": "MIT"},
     grid_columns=("array_row", "array_col"),
     grid_kind="square",
@@ -125,8 +121,6 @@ register_dataset(DatasetSpec(
     tissue="dorsolateral prefrontal cortex (donor 3, Br8100)",
     slices=("151673", "151674", "151675", "151676"),
     label_key="domain",
-    tasks=("spatial_imputation", "gene_imputation", "denoising", "domain_identification",
-           "multislice_integration", "alignment"),
     source=_DLPFC_SOURCE,
     filename="dlpfc_donor3.h5ad",
     sha256="bc2e68a20a802372d8e6fb7d5780f4f40daad1d3e7a200301d1d03014001a213",
@@ -143,7 +137,6 @@ register_dataset(DatasetSpec(
     tissue="dorsolateral prefrontal cortex (donor 3, Br8100)",
     slices=("151673", "151675", "151676"),
     label_key="domain",
-    tasks=("gene_imputation", "denoising"),
     source=_DLPFC_SOURCE,
     filename="dlpfc_donor3_3slices_7k.h5ad",
     sha256="d0e04ac821fb907d1a60ade94a71f60b5e746e388e8f5e8a39d5267914732d1a",
@@ -160,7 +153,6 @@ register_dataset(DatasetSpec(
     tissue="hypothalamic preoptic region (animal 1, 2 z-planes)",
     slices=("bregma_0.26", "bregma_0.21"),
     label_key="cell_type",
-    tasks=("spatial_imputation", "gene_imputation", "denoising", "alignment"),
     source={
         "paper": "Moffitt JR et al. Molecular, spatial, and functional single-cell profiling of the "
         "hypothalamic preoptic region. Science 362, eaau5324 (2018).",
@@ -183,7 +175,6 @@ register_dataset(DatasetSpec(
     tissue="medial prefrontal cortex (3 animals)",
     slices=("20180417_BZ5_control", "20180419_BZ9_control", "20180424_BZ14_control"),
     label_key="domain",
-    tasks=("spatial_imputation", "domain_identification", "multislice_integration"),
     source={
         "paper": "Wang X et al. Three-dimensional intact-tissue sequencing of single-cell "
         "transcriptional states. Science 361, eaat5691 (2018).",
@@ -205,7 +196,6 @@ register_dataset(DatasetSpec(
     slices=tuple(f"{p}{i}" for p in "ABCD" for i in range(1, 7))
     + tuple(f"{p}{i}" for p in "EFGH" for i in range(1, 4)),
     label_key="domain",
-    tasks=("spatial_imputation", "alignment"),
     registration="spatial_warped",
     source={
         "paper": "Andersson A et al. Spatial deconvolution of HER2-positive breast cancer reveals "

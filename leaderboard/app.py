@@ -33,7 +33,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from stbench.benchmark.errors import StbenchError
+from stbench.errors import StbenchError
 from stbench.leaderboard import RESULTS_ENV, aggregate
 from stbench.leaderboard.tables import (VIEWS, Board, cell_count, default_view, failed_cells, filter_cells,
                                         load_results, task_descriptions, variants)

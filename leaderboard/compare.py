@@ -32,27 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stbench.benchmark.errors import StbenchError
 from stbench.benchmark.store import FAILED
+from stbench.errors import StbenchError
+from stbench.manifest import parse_variant
 from stbench.leaderboard.aggregate import declared_metrics, metric_columns, metric_info, primary_metrics
 
 PAIR = ["task", "split", "dataset", "instance", "seed"]
-
-
-def parse_variant(text: str) -> tuple[str, dict]:
-    """``NAME:key=value,key2=value2`` -> (NAME, {key: value}); values parsed as JSON when they can be."""
-    name, _, rest = text.partition(":")
-    params = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise StbenchError(f"method variant {text!r}: {item!r} is not key=value. "
-                               "Expected NAME:key=value,key2=value2")
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    return name, params
 
 
 def select(spec: str, table: pd.DataFrame | None, catalog: dict | None = None) -> pd.DataFrame:
@@ -144,17 +129,16 @@ def _one_method(side: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
 def compare(a: pd.DataFrame, b: pd.DataFrame, catalog: dict | None = None) -> Comparison:
     """Compare the cells of B with those of A. Metrics and their directions come from the
     tasks' declarations in ``catalog`` (a results folder's catalog.json); without one (bare
-    results files), from the metric registry, which imports no adapter. A cell ok in A that
+    results files), from the manifest (``stbench.manifest``): no task or adapter is imported. A cell ok in A that
     B failed, skipped or never recorded is a failure of B (``Comparison.failures``)."""
     from scipy import stats
 
-    declared = declared_metrics(catalog)
-    if declared:
-        directions = {m: d["higher_is_better"] for m, d in metric_info(catalog).items()}
-    else:
-        from stbench.tasks.metrics import METRICS  # directions; imported here, not by the app at start
+    if not declared_metrics(catalog):  # bare results files: the declarations of today's tasks
+        from stbench.manifest import tasks
 
-        directions = {m: info.higher_is_better for m, info in METRICS.items()}
+        catalog = {"tasks": tasks()}
+    declared = declared_metrics(catalog)
+    directions = {m: d["higher_is_better"] for m, d in metric_info(catalog).items()}
     a, b = _one_method(a, b), _one_method(b, a)
     a_ok, b_ok = a[a["status"] == "ok"], b[b["status"] == "ok"]
     if a_ok.empty:

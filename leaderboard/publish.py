@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from stbench import __version__
-from stbench.benchmark.errors import StbenchError
+from stbench.errors import StbenchError
 from stbench.leaderboard.tables import VIEWS, Board, failed_cells, task_descriptions
 
 KIND_COLOURS = {"seed": "#4c78a8", "peer": "#f58518", "baseline": "#54a24b", "control": "#9d9d9d"}

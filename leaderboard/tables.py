@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stbench.benchmark.errors import StbenchError
+from stbench.errors import StbenchError
 from stbench.manifest import variant_name
 from stbench.benchmark.store import FAILED, check_schema, read_catalog
 from stbench.leaderboard import aggregate

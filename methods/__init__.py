@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
 
-from stbench.benchmark.errors import MethodNotApplicable, UnknownNameError
+from stbench.errors import MethodNotApplicable, UnknownNameError
 
 KINDS = ("control", "baseline", "seed", "peer")
 

@@ -5,15 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-
-def kabsch(P: np.ndarray, Q: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation R (det +1) and translation t minimising sum w |R p + t - q|^2 over matched rows."""
-    w = np.full(len(P), 1.0 / len(P)) if weights is None else np.asarray(weights, float) / np.sum(weights)
-    pc, qc = w @ P, w @ Q
-    U, _, Vt = np.linalg.svd((P - pc).T @ ((Q - qc) * w[:, None]))
-    d = np.sign(np.linalg.det(Vt.T @ U.T)) or 1.0
-    R = Vt.T @ np.diag([1.0, d]) @ U.T
-    return R, qc - R @ pc
+from stbench.tasks.geometry import kabsch  # noqa: F401  (the alignment baselines' fits)
 
 
 def principal_axes_candidates(query: np.ndarray, ref: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -10,7 +10,7 @@ clipped at 0 (cubic splines overshoot).
 import numpy as np
 from scipy.interpolate import NearestNDInterpolator, RegularGridInterpolator
 
-from stbench.benchmark.errors import MethodNotApplicable
+from stbench.errors import MethodNotApplicable
 from stbench.methods import Method
 
 bicubic = Method(name="bicubic", kind="baseline",

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stbench.benchmark.errors import MethodNotApplicable
+from stbench.errors import MethodNotApplicable
 from stbench.methods import Method, resolve_profile
 
 PROFILES = {

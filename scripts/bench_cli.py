@@ -52,13 +52,13 @@ def importtime(code: str, top: int = 6) -> tuple[list[tuple[float, str]], list[s
 
 
 def main() -> None:
-    cli = [sys.executable, "-m", "stbench.benchmark.cli"]
+    cli = [sys.executable, "-m", "stbench.cli"]
     print(f"{'command':<66} {'best of 3 (s)':>14}")
     for label, args in COMMANDS.items():
         print(f"{label:<66} {best_of(cli + args):>14.2f}")
     for label, code in REFERENCE.items():
         print(f"{label:<66} {best_of([sys.executable, '-c', code]):>14.2f}")
-    for label, code in (("stbench list methods", "from stbench.benchmark.cli import main; main(['list', 'methods'])"),
+    for label, code in (("stbench list methods", "from stbench.cli import main; main(['list', 'methods'])"),
                         ("the leaderboard app", "import stbench.leaderboard.app")):
         top, heavy = importtime(code)
         print(f"\n-X importtime, {label}: slowest top-level imports (cumulative s)")

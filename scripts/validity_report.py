@@ -14,7 +14,7 @@ warnings.filterwarnings("ignore")
 
 
 def main() -> None:
-    from stbench.benchmark.errors import DataNotFoundError
+    from stbench.errors import DataNotFoundError
     from stbench.benchmark.validity import best_spatial, ordering_failures, primary_by_seed, rule_methods
     from stbench.datasets.loading import load_dataset
     from stbench.tasks import TASKS

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from stbench.benchmark.errors import UnknownNameError
+from stbench.errors import UnknownNameError
 from stbench.tasks.base import Problem, Task  # noqa: F401
 
 TASKS: dict[str, Task] = {}

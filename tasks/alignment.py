@@ -39,7 +39,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import Problem, Task, hash_arrays, label_array, make_view, split_rng
+from stbench.tasks.base import Built, Problem, Task, hash_arrays, label_array, make_view, split_rng
+from stbench.tasks.geometry import kabsch
 from stbench.tasks.metrics.alignment import (coord_rmse, ltari, ltari_mapped, ltari_nn, registration_rmse,
                                              transfer_partner)
 
@@ -106,11 +107,10 @@ class Alignment(Task):
         return {"order": order.astype(np.int64), "moved": np.round(moved, 6),
                 "transform": np.array([transform["rotation_deg"], *transform["translation"]])}
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
+    def build(self, dataset, instance, split, seed, arrays) -> Built:
         spec = dataset.spec
         ref_name, query_name = instance.split(">")
         ref, query = dataset.slice(ref_name), dataset.slice(query_name)
-        arrays = self.make_split(dataset, instance, split, seed)
         order, moved = arrays["order"], arrays["moved"]
         query = query[order].copy()
         transform = {"rotation_deg": float(arrays["transform"][0]), "translation": arrays["transform"][1:].tolist()}
@@ -151,12 +151,7 @@ class Alignment(Task):
                     "query_original_spatial": np.asarray(query.obsm["spatial"], float),
                     "reference_spatial": np.asarray(ref.obsm["spatial"], float),
                     "transform": transform}
-        return Problem(
-            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
-            inputs=AlignmentInput(ref_view, query_view), solution=solution,
-            split_sha256=hash_arrays(*arrays.values()),
-            dataset_sha256=dataset.sha256,
-        )
+        return Built(inputs=AlignmentInput(ref_view, query_view), solution=solution)
 
     def check_output(self, problem, output):
         plan = None
@@ -176,6 +171,35 @@ class Alignment(Task):
             values = plan.data if sp.issparse(plan) else np.asarray(plan)
             if not np.isfinite(values).all() or (values < 0).any():
                 self.fail("the plan must be finite and non-negative")
+        return {"aligned": xy, "plan": plan}
+
+    def reference_output(self, problem: Problem):
+        """True coordinates (where known; else the external registration where the dataset has
+        one; else the query's own frame), and a plan sending each query spot to the nearest
+        reference spot of the same true label."""
+        from sklearn.neighbors import NearestNeighbors
+
+        sol = problem.solution
+        xy = sol["query_true_spatial"]
+        registered = sol.get("query_registered_spatial")
+        if xy is None and registered is not None:
+            # the registration's own positions; spots it leaves out (NaN) follow its best rigid fit
+            placed = np.isfinite(registered).all(axis=1)
+            R, t = kabsch(sol["query_original_spatial"][placed], registered[placed])
+            xy = sol["query_original_spatial"] @ R.T + t
+            xy[placed] = registered[placed]
+        if xy is None:
+            xy = sol["query_original_spatial"]
+        ref_xy, ref_lab, q_lab = sol["reference_spatial"], sol["reference_labels"], sol["query_labels"]
+        partner = NearestNeighbors(n_neighbors=1).fit(ref_xy).kneighbors(xy, return_distance=False)[:, 0]
+        for label in {v for v in q_lab if v is not None}:
+            ref_idx = np.flatnonzero([v == label for v in ref_lab])
+            q_idx = np.flatnonzero([v == label for v in q_lab])
+            if ref_idx.size:
+                nn = NearestNeighbors(n_neighbors=1).fit(ref_xy[ref_idx])
+                partner[q_idx] = ref_idx[nn.kneighbors(xy[q_idx], return_distance=False)[:, 0]]
+        n_q = len(xy)
+        plan = sp.csr_matrix((np.full(n_q, 1.0 / n_q), (np.arange(n_q), partner)), shape=(n_q, len(ref_xy)))
         return {"aligned": xy, "plan": plan}
 
     def score(self, problem, output) -> dict:

@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from stbench.benchmark.errors import ContractError, UnknownNameError
+from stbench.errors import ContractError, UnknownNameError
+
+
+# Markers for Task.DATASETS: every registered slice on its own, or all of them as one group.
+EVERY_SLICE = "every slice"
+ALL_SLICES = "all slices as one group"
 
 
 @dataclass
@@ -42,6 +47,14 @@ class Problem:
     scoring: dict = field(default_factory=dict)  # task-private helpers (raster layout, ...)
     # why this (task, split, dataset) is shown but not ranked ("" = ranked); see Task.unranked_reason
     unranked: str = ""
+
+
+class Built(NamedTuple):
+    """What :meth:`Task.build` makes: the input view, the solution, scoring helpers."""
+
+    inputs: Any
+    solution: Any
+    scoring: dict = {}
 
 
 def split_rng(dataset_sha256: str, task: str, split: str, instance: str, seed: int) -> np.random.Generator:
@@ -121,8 +134,9 @@ class Task:
     summary: ClassVar[str]
     split_summaries: ClassVar[dict[str, str]] = {}  # split -> one line: what is held out or corrupted
     output_contract: ClassVar[str]  # said in every invalid_output message
-    # dataset name -> the instances (slices, slice groups or pairs) it runs on
-    DATASETS: ClassVar[dict[str, list[str]]]
+    # dataset name -> the instances (slices, slice groups or pairs) it runs on: a list, or
+    # EVERY_SLICE / ALL_SLICES so that a dataset's slices are named once, in its registry entry
+    DATASETS: ClassVar[dict[str, list[str] | str]]
     # what the task gives every method that a method might not otherwise know
     provides_true_k: ClassVar[bool] = False
     # The validity rule (tests/test_validity.py): on the synthetic tissue a ranked split's
@@ -143,6 +157,13 @@ class Task:
     def unranked_reason(self, dataset, split: str) -> str:
         """An empty string when cells of ``split`` on ``dataset`` are ranked, else why they are only shown."""
         return self.UNRANKED.get(split, "")
+
+    def reference_output(self, problem: Problem):
+        """The best possible output for ``problem``, in the task's output contract: what the
+        positive control returns (the one method given it, ``uses_truth``). The task knows its
+        own solution's layout, so no method has to. Default: the solution as a float matrix
+        (the expression tasks)."""
+        return np.array(problem.solution, dtype=np.float64)
 
     def annotate(self, problem: Problem, output) -> dict:
         """Bookkeeping about a scored output (recorded as tags, never ranked). ``uses_true_k``:
@@ -181,7 +202,12 @@ class Task:
         registered dataset; for a user's own file, every slice, all slices as one group,
         or consecutive pairs, by ``instance_unit``."""
         if spec.version != "user":
-            return list(self.DATASETS.get(spec.name, []))
+            declared = self.DATASETS.get(spec.name, [])
+            if declared == EVERY_SLICE:
+                return list(spec.slices)
+            if declared == ALL_SLICES:
+                return ["+".join(spec.slices)]
+            return list(declared)
         if self.instance_unit == "group":
             return ["+".join(spec.slices)] if len(spec.slices) > 1 else []
         if self.instance_unit == "pairs":
@@ -203,8 +229,25 @@ class Task:
     def split_sha256(self, dataset, instance: str, split: str, seed: int) -> str:
         return hash_arrays(*self.make_split(dataset, instance, split, seed).values())
 
-    def make_problem(self, dataset, instance: str, split: str, seed: int) -> Problem:  # pragma: no cover
-        raise NotImplementedError
+    def make_problem(self, dataset, instance: str, split: str, seed: int,
+                     arrays: dict[str, np.ndarray] | None = None) -> Problem:
+        """One instance of the task (a template method): the split is checked and its arrays
+        computed once (or taken from ``arrays``, which the runner computed to hash the cell key),
+        then :meth:`build` makes what the method sees and what it is scored against, and this
+        method fills in the bookkeeping every task shares (identity, hashes, unranked reason)."""
+        self.check_split(split)
+        if arrays is None:
+            arrays = self.make_split(dataset, instance, split, seed)
+        built = self.build(dataset, instance, split, seed, arrays)
+        return Problem(task=self.name, split=split, dataset=dataset.spec.name, instance=instance, seed=seed,
+                       inputs=built.inputs, solution=built.solution, split_sha256=hash_arrays(*arrays.values()),
+                       dataset_sha256=dataset.sha256, scoring=dict(built.scoring),
+                       unranked=self.unranked_reason(dataset, split))
+
+    def build(self, dataset, instance: str, split: str, seed: int, arrays: dict[str, np.ndarray]) -> "Built":
+        """The task's own part of :meth:`make_problem`: from the dataset and the split's arrays,
+        the method's input view, the solution and task-private scoring helpers."""
+        raise NotImplementedError  # pragma: no cover
 
     def check_output(self, problem: Problem, output):  # pragma: no cover
         raise NotImplementedError

@@ -61,7 +61,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import (Problem, Task, expression_map, hash_arrays, imputation_ari_annotation,
+from stbench.tasks.base import (Built, EVERY_SLICE, Problem, Task, expression_map, hash_arrays, imputation_ari_annotation,
                                 imputation_ari_score, label_array, make_view, split_rng, square_grid)
 from stbench.tasks.metrics.expression import EXPRESSION_METRICS, expression_scores, poisson_deviance
 
@@ -113,9 +113,9 @@ class Denoising(Task):
     output_contract = ("a non-negative finite matrix of shape (n_spots, n_genes) of inputs.adata: the "
                        "denoised matrix on the input's log-normalised scale, rows and columns in the input order")
     DATASETS = {
-        "synthetic": ["slice0", "slice1", "slice2"],
-        "dlpfc": ["151673", "151674", "151675", "151676"],
-        "dlpfc_7k": ["151673", "151675", "151676"],
+        "synthetic": EVERY_SLICE,
+        "dlpfc": EVERY_SLICE,
+        "dlpfc_7k": EVERY_SLICE,
         "merfish_hypothalamus": ["bregma_0.26"],
     }
     TRIVIAL_BASELINE = "identity"
@@ -139,11 +139,10 @@ class Denoising(Task):
         seen = binomial_part(counts, THINNING_DEPTH if split == "thinning" else MCV_VISIBLE, rng)
         return {"indptr": seen.indptr.astype(np.int64), "indices": seen.indices.astype(np.int64), "data": seen.data}
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
+    def build(self, dataset, instance, split, seed, arrays) -> Built:
         spec = dataset.spec
         adata = dataset.slice(instance)
         counts = count_matrix(adata, spec, split)
-        arrays = self.make_split(dataset, instance, split, seed)
         scoring = {"labels": label_array(adata.obs, spec.label_key)}
         if split == "gaussian":
             noisy = log_normalize(counts)  # keeps the CSR structure of the counts: noise per non-zero
@@ -166,12 +165,7 @@ class Denoising(Task):
                        target_depth=np.asarray(target_counts.sum(axis=1), dtype=np.float64).ravel())
         view = make_view(adata.obs_names, adata.obsm["spatial"], square_grid(adata.obs, spec), instance,
                          X=shown.toarray().astype(np.float32), var=pd.DataFrame(index=adata.var_names[genes]))
-        return Problem(
-            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
-            inputs=DenoisingInput(view, split), solution=target,
-            split_sha256=hash_arrays(*arrays.values()), dataset_sha256=dataset.sha256,
-            scoring=scoring, unranked=self.unranked_reason(dataset, split),
-        )
+        return Built(inputs=DenoisingInput(view, split), solution=target, scoring=scoring)
 
     def check_output(self, problem, output):
         return self.check_matrix(output, problem.solution.shape)

@@ -35,7 +35,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import Problem, Task, hash_arrays, known, label_array, make_view, n_label_classes, square_grid
+from stbench.tasks.base import (Built, EVERY_SLICE, Problem, Task, hash_arrays, known, label_array, make_view,
+                                n_label_classes, square_grid)
 from stbench.tasks.metrics.labels import (ari, ari_gmm, boundary_ca, ca, ca_gmm, cluster_embedding,
                                           cluster_embedding_gmm, nmi, nmi_gmm)
 
@@ -96,9 +97,9 @@ class DomainIdentification(Task):
                        "once, no other names), or an array of length n_spots in input order; no missing labels. "
                        "Or {'embedding': finite array (n_spots, d)}, which the task clusters (k-means, true k)")
     DATASETS = {
-        "synthetic": ["slice0", "slice1", "slice2"],
-        "dlpfc": ["151673", "151674", "151675", "151676"],
-        "starmap_mpfc": ["20180417_BZ5_control", "20180419_BZ9_control", "20180424_BZ14_control"],
+        "synthetic": EVERY_SLICE,
+        "dlpfc": EVERY_SLICE,
+        "starmap_mpfc": EVERY_SLICE,
     }
 
     def applies(self, spec, split):
@@ -111,8 +112,7 @@ class DomainIdentification(Task):
         k = n_label_classes(label_array(adata.obs, dataset.spec.label_key))
         return {"obs_names": adata.obs_names.to_numpy(dtype=object), "k": np.array([k])}
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
-        self.check_split(split)
+    def build(self, dataset, instance, split, seed, arrays) -> Built:
         spec = dataset.spec
         adata = dataset.slice(instance)
         counts = sp.csr_matrix(adata.X)
@@ -122,11 +122,10 @@ class DomainIdentification(Task):
         view = make_view(adata.obs_names, adata.obsm["spatial"], square_grid(adata.obs, spec), instance,
                          X=log_normalize(counts)[:, genes].toarray().astype(np.float32),
                          var=pd.DataFrame(index=adata.var_names[genes]), counts=counts[:, genes])
-        return Problem(
-            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
-            inputs=DomainInput(view, k), solution=labels,
-            split_sha256=self.split_sha256(dataset, instance, split, seed),
-            dataset_sha256=dataset.sha256, scoring={"spatial": adata.obsm["spatial"]},
+        return Built(
+            inputs=DomainInput(view, k),
+            solution=labels,
+            scoring={"spatial": adata.obsm["spatial"]},
         )
 
     def check_output(self, problem, output):
@@ -140,6 +139,10 @@ class DomainIdentification(Task):
                     "labels_gmm": cluster_embedding_gmm(emb, k).astype(str), "clustered_by_task": True}
         labels = labels_in_order(self, output, problem.inputs.adata.obs_names)
         return {"labels": labels, "labels_gmm": labels, "clustered_by_task": False}
+
+    def reference_output(self, problem: Problem):
+        """The true labels (an unlabelled spot as "unlabelled")."""
+        return np.array(["unlabelled" if v is None else str(v) for v in problem.solution])
 
     def score(self, problem, output) -> dict[str, float]:
         ok = known(problem.solution)

@@ -44,7 +44,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import (Problem, Task, expression_map, hash_arrays, imputation_ari_annotation,
+from stbench.tasks.base import (Built, EVERY_SLICE, Problem, Task, expression_map, hash_arrays, imputation_ari_annotation,
                                 imputation_ari_score, label_array, make_view, split_rng, square_grid)
 from stbench.tasks.metrics.expression import expression_scores, mae, mae_nz, mse, mse_nz, pearson_gene_masked
 
@@ -85,9 +85,9 @@ class GeneImputation(Task):
     output_contract = ("a non-negative finite matrix of shape (n_spots, n_genes) of inputs.adata: the "
                        "imputed full matrix, rows and columns in the input order")
     DATASETS = {
-        "synthetic": ["slice0", "slice1", "slice2"],
-        "dlpfc": ["151673", "151674", "151675", "151676"],
-        "dlpfc_7k": ["151673", "151675", "151676"],
+        "synthetic": EVERY_SLICE,
+        "dlpfc": EVERY_SLICE,
+        "dlpfc_7k": EVERY_SLICE,
         "merfish_hypothalamus": ["bregma_0.26"],
     }
 
@@ -100,11 +100,10 @@ class GeneImputation(Task):
         mask = entry_mask(counts, split, split_rng(dataset.sha256, self.name, split, instance, seed))
         return {"indptr": mask.indptr.astype(np.int64), "indices": mask.indices.astype(np.int64)}
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
+    def build(self, dataset, instance, split, seed, arrays) -> Built:
         spec = dataset.spec
         adata = dataset.slice(instance)
         counts = sp.csr_matrix(adata.X)
-        arrays = self.make_split(dataset, instance, split, seed)
         mask = sp.csr_matrix((np.ones(len(arrays["indices"]), bool), arrays["indices"], arrays["indptr"]),
                              shape=counts.shape)
         visible_counts = counts - counts.multiply(mask)
@@ -115,11 +114,9 @@ class GeneImputation(Task):
         shown = np.where(m, 0.0, truth).astype(np.float32)
         view = make_view(adata.obs_names, adata.obsm["spatial"], square_grid(adata.obs, spec), instance,
                          X=shown, var=pd.DataFrame(index=adata.var_names[genes]))
-        return Problem(
-            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
-            inputs=GeneImputationInput(view, split), solution=truth,
-            split_sha256=hash_arrays(*arrays.values()),
-            dataset_sha256=dataset.sha256,
+        return Built(
+            inputs=GeneImputationInput(view, split),
+            solution=truth,
             scoring={"mask": m, "labels": label_array(adata.obs, spec.label_key)},
         )
 

@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import Problem, Task, hash_arrays, known, label_array, make_view, n_label_classes
+from stbench.tasks.base import Built, ALL_SLICES, Problem, Task, hash_arrays, known, label_array, make_view, n_label_classes
 from stbench.tasks.domain_identification import check_embedding, labels_in_order
 from stbench.tasks.metrics.integration import ari_method_labels, integration_scores
 
@@ -53,9 +53,9 @@ class MultisliceIntegration(Task):
                        "or a dict {'embedding': that array, 'labels': optional labels as for domain_identification}")
     # instance = the slices of the group joined by '+'
     DATASETS = {
-        "synthetic": ["slice0+slice1+slice2"],
-        "dlpfc": ["151673+151674+151675+151676"],
-        "starmap_mpfc": ["20180417_BZ5_control+20180419_BZ9_control+20180424_BZ14_control"],
+        "synthetic": ALL_SLICES,
+        "dlpfc": ALL_SLICES,
+        "starmap_mpfc": ALL_SLICES,
     }
 
     def applies(self, spec, split):
@@ -68,8 +68,7 @@ class MultisliceIntegration(Task):
         k = n_label_classes(label_array(adata.obs, dataset.spec.label_key))
         return {"obs_names": adata.obs_names.to_numpy(dtype=object), "k": np.array([k])}
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
-        self.check_split(split)
+    def build(self, dataset, instance, split, seed, arrays) -> Built:
         spec = dataset.spec
         adata = dataset.slices(instance.split("+"))
         counts = sp.csr_matrix(adata.X)
@@ -80,11 +79,9 @@ class MultisliceIntegration(Task):
                          X=log_normalize(counts)[:, genes].toarray().astype(np.float32),
                          var=pd.DataFrame(index=adata.var_names[genes]), counts=counts[:, genes])
         view.obs["slice"] = view.obs["slice"].astype("category")
-        return Problem(
-            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
-            inputs=IntegrationInput(view, k), solution=labels,
-            split_sha256=self.split_sha256(dataset, instance, split, seed),
-            dataset_sha256=dataset.sha256,
+        return Built(
+            inputs=IntegrationInput(view, k),
+            solution=labels,
             scoring={"batches": adata.obs["slice"].astype(str).to_numpy()},
         )
 
@@ -98,6 +95,12 @@ class MultisliceIntegration(Task):
         if labels is not None:
             labels = labels_in_order(self, labels, problem.inputs.adata.obs_names)
         return {"embedding": emb, "labels": labels}
+
+    def reference_output(self, problem: Problem):
+        """A one-hot embedding of the true labels (an unlabelled spot is all zeros)."""
+        labels = np.array(["" if v is None else str(v) for v in problem.solution])
+        names = sorted(set(labels) - {""})
+        return (labels[:, None] == np.array(names)[None, :]).astype(float)
 
     def score(self, problem, output) -> dict[str, float]:
         ok = known(problem.solution)

@@ -41,9 +41,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from stbench.benchmark.errors import MethodNotApplicable
+from stbench.errors import MethodNotApplicable
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import (Problem, Task, expression_map, hash_arrays, imputation_ari_annotation,
+from stbench.tasks.base import (Built, EVERY_SLICE, Problem, Task, expression_map, hash_arrays, imputation_ari_annotation,
                                 imputation_ari_score, label_array, make_view, split_rng, square_grid)
 from stbench.tasks.metrics.expression import EXPRESSION_METRICS, expression_scores
 from stbench.tasks.metrics.image import raster_layout, ssim
@@ -72,10 +72,10 @@ class SpatialImputation(Task):
     output_contract = ("a non-negative finite matrix of shape (n_query, n_genes): one row per spot of "
                        "inputs.query in that order, one column per gene of inputs.observed.var_names")
     DATASETS = {
-        "synthetic": ["slice0", "slice1", "slice2"],
-        "dlpfc": ["151673", "151674", "151675", "151676"],
+        "synthetic": EVERY_SLICE,
+        "dlpfc": EVERY_SLICE,
         "merfish_hypothalamus": ["bregma_0.26"],
-        "starmap_mpfc": ["20180417_BZ5_control", "20180419_BZ9_control", "20180424_BZ14_control"],
+        "starmap_mpfc": EVERY_SLICE,
         "her2st": ["F1", "H1", "E1"],  # the largest labelled sections
     }
 
@@ -99,10 +99,9 @@ class SpatialImputation(Task):
         rng = split_rng(dataset.sha256, self.name, split, instance, seed)
         return {"heldout": np.flatnonzero(self.heldout_mask(adata, dataset.spec, split, rng)).astype(np.int64)}
 
-    def make_problem(self, dataset, instance, split, seed) -> Problem:
+    def build(self, dataset, instance, split, seed, arrays) -> Built:
         spec = dataset.spec
         adata = dataset.slice(instance)
-        arrays = self.make_split(dataset, instance, split, seed)
         held = np.zeros(adata.n_obs, bool)
         held[arrays["heldout"]] = True
         obs_idx, held_idx = np.flatnonzero(~held), np.flatnonzero(held)
@@ -116,12 +115,9 @@ class SpatialImputation(Task):
                          X=expr[obs_idx], var=var)
         query = make_view(names[held_idx], xy[held_idx], None if grid is None else grid[held_idx], instance)
         pixel, shape = raster_layout(grid, xy)
-        return Problem(
-            task=self.name, split=split, dataset=spec.name, instance=instance, seed=seed,
+        return Built(
             inputs=SpatialImputationInput(observed, query, split),
             solution=expr[held_idx],
-            split_sha256=hash_arrays(*arrays.values()),
-            dataset_sha256=dataset.sha256,
             scoring={"expr": expr, "held": held, "labels": label_array(adata.obs, spec.label_key),
                      "pixel": pixel, "shape": shape},
         )

@@ -45,7 +45,7 @@ def leaderboard_results(tmp_path_factory):
     low_rank_completion beside its default, and one method that fails, for the failed-cells view."""
     import sys
 
-    from stbench.benchmark.cli import main
+    from stbench.cli import main
     from stbench.benchmark.runner import run_benchmark
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from stbench.benchmark.cli import main
+from stbench.cli import main
 
 
 def test_list_prints_registered_things(capsys):
@@ -86,7 +86,7 @@ def test_user_dataset_file_runs(tmp_path, capsys):
 def test_instances_select_slices_and_an_unknown_one_is_named():
     import pytest
 
-    from stbench.benchmark.errors import UnknownNameError
+    from stbench.errors import UnknownNameError
     from stbench.benchmark.runner import plan_cells
     from stbench.datasets.registry import get_dataset_spec
 

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stbench.benchmark.errors import StbenchError
-from stbench.leaderboard.compare import compare, parse_variant
+from stbench.errors import StbenchError
+from stbench.leaderboard.compare import compare
+from stbench.manifest import parse_variant
 
 
 def _side(method, values, seeds=(0, 1, 2), metric="mae"):
@@ -37,7 +38,7 @@ def test_variant_syntax():
 
 
 def test_compare_cli_weakened_variant_regresses(tmp_path, capsys):
-    from stbench.benchmark.cli import main
+    from stbench.cli import main
 
     common = ["--tasks", "spatial_imputation", "--splits", "random20", "--seeds", "0", "1", "--results",
               str(tmp_path), "--quiet"]
@@ -88,7 +89,7 @@ def test_compare_cli_counts_a_candidate_that_timed_out_as_a_regression(leaderboa
     exits 1 and the failures are listed with their reason (before, this said "within noise")."""
     import shutil
 
-    from stbench.benchmark.cli import main
+    from stbench.cli import main
 
     folder = tmp_path / "results"
     shutil.copytree(leaderboard_results, folder)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from stbench.benchmark.errors import ChecksumError, DataNotFoundError, DatasetError, UnknownNameError
+from stbench.errors import ChecksumError, DataNotFoundError, DatasetError, UnknownNameError
 from stbench.datasets.loading import load_dataset, load_user_dataset, validate_adata
 from stbench.datasets.registry import DATASETS, get_dataset_spec
 from stbench.tasks import TASKS
@@ -21,12 +21,10 @@ def test_registry_metadata_is_complete():
         assert spec.source.get("paper") and spec.source.get("licence")
         if spec.filename:
             assert len(spec.sha256) == 64
-        for task_name in spec.tasks:
-            assert spec.name in TASKS[task_name].DATASETS, f"{spec.name} says it serves {task_name}"
-    for task in TASKS.values():
-        for name, instances in task.DATASETS.items():
-            assert name in DATASETS and task.name in DATASETS[name].tasks
-            for inst in instances:
+    for task in TASKS.values():  # the tasks say which datasets they run on; the dataset only what it holds
+        for name in task.DATASETS:
+            assert name in DATASETS, f"{task.name} declares an unregistered dataset {name!r}"
+            for inst in task.instances(DATASETS[name]):
                 for s in inst.replace(">", "+").split("+"):
                     assert s in DATASETS[name].slices, f"{task.name}: {name} has no slice {s}"
 

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import fault_adapters as faults  # noqa: E402
 
-STBENCH = [sys.executable, "-m", "stbench.benchmark.cli"]
+STBENCH = [sys.executable, "-m", "stbench.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,7 @@ def test_four_runners_share_one_results_folder(tmp_path):
 
 def test_force_reruns_and_keeps_history(tmp_path):
     args = ["--tasks", "domain_identification", "--methods", "pca_kmeans", "--results", str(tmp_path), "--quiet"]
-    from stbench.benchmark.cli import main
+    from stbench.cli import main
 
     assert main(["run"] + args) == 0
     assert main(["run", "--force"] + args) == 0
@@ -249,7 +249,7 @@ def test_logs_to_a_real_mlflow_server_over_http(tmp_path, monkeypatch):
 
 
 def test_export_formats(tmp_path, capsys):
-    from stbench.benchmark.cli import main
+    from stbench.cli import main
 
     assert main(["run", "--tasks", "alignment", "--methods", "icp", "--results", str(tmp_path), "--quiet"]) == 0
     for fmt in ["csv", "md", "html", "parquet"]:

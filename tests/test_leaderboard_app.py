@@ -154,7 +154,7 @@ def test_maps_outside_the_results_folder_are_not_read(leaderboard_results, tmp_p
 
 
 def test_leaderboard_command_refuses_a_folder_without_results(tmp_path, capsys):
-    from stbench.benchmark.cli import main
+    from stbench.cli import main
 
     assert main(["leaderboard", "--results", str(tmp_path / "absent")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -29,7 +29,7 @@ GRID_FIRST_COLUMN = """Array.from(document.querySelectorAll('[data-testid="stDat
 @pytest.fixture
 def server(leaderboard_results):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stbench.benchmark.cli", "leaderboard", "--results",
+    proc = subprocess.Popen([sys.executable, "-m", "stbench.cli", "leaderboard", "--results",
                              str(leaderboard_results), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -74,7 +74,7 @@ def test_overview_and_task_page_render_in_chromium(server, leaderboard_results, 
 
 def test_the_exported_html_renders_as_a_page_with_its_charts(leaderboard_results, tmp_path):
     """`stbench export --format html` opened from disk: tables, SVG charts, descriptions."""
-    from stbench.benchmark.cli import main
+    from stbench.cli import main
 
     page = tmp_path / "board.html"
     assert main(["export", "--results", str(leaderboard_results), "--format", "html", "-o", str(page)]) == 0

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from stbench.benchmark.cli import main
+from stbench.cli import main
 from stbench.leaderboard.tables import Board, load_results
 
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from stbench import manifest
-from stbench.benchmark.errors import StbenchError
+from stbench.errors import StbenchError
 
 
 def test_the_manifest_says_what_the_code_says():
@@ -17,8 +17,8 @@ def test_the_manifest_says_what_the_code_says():
 
 
 @pytest.mark.parametrize("code", [
-    "from stbench.benchmark.cli import main; main(['list', 'methods']); main(['list', 'tasks'])",
-    "from stbench.benchmark.cli import main; main(['run', '--methods', 'no_such_method'])",
+    "from stbench.cli import main; main(['list', 'methods']); main(['list', 'tasks'])",
+    "from stbench.cli import main; main(['run', '--methods', 'no_such_method'])",
     "import stbench.leaderboard.app, stbench.leaderboard.compare, stbench.leaderboard.publish",
 ])
 def test_listing_name_errors_and_the_board_import_no_adapter_and_no_torch(code):
@@ -40,7 +40,7 @@ def test_parameters_are_checked_by_name_and_type_with_the_defaults_listed():
 
 
 def test_run_refuses_a_misspelt_parameter_before_running_anything(tmp_path, capsys):
-    from stbench.benchmark.cli import main
+    from stbench.cli import main
 
     assert main(["run", "--methods", "knn_interpolation:kk=1", "--results", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err

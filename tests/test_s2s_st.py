@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stbench.benchmark.errors import MethodNotApplicable
+from stbench.errors import MethodNotApplicable
 from stbench.methods import RunContext, get_method
 from stbench.methods.s2s_st import (CascadedDCNet, data_consistency, lattice_mask, training_pairs, upleft)
 from stbench.tasks.spatial_imputation import SpatialImputationInput

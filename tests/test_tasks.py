@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from stbench.benchmark.errors import ContractError, UnknownNameError
+from stbench.errors import ContractError, UnknownNameError
 from stbench.tasks import get_task
 
 TRUTH_COLUMNS = {"domain", "cell_type", "array_row", "array_col"}

@@ -42,5 +42,14 @@ def metric(name: str, higher_is_better: bool, range: tuple[float, float]):
     return wrap
 
 
-# Register every metric module (import order does not matter).
-from stbench.tasks.metrics import alignment, expression, image, integration, labels  # noqa: E402,F401
+def _discover() -> None:
+    """Import every module of this package: a new metric module is found, not listed."""
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_discover()

@@ -9,7 +9,7 @@ import sys
 import time
 import warnings
 
-from stbench.benchmark.errors import StbenchError, UnknownNameError
+from stbench.errors import StbenchError, UnknownNameError
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -72,6 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     spl = sub.add_parser("splits", help="check the split hashes against the committed manifest")
     spl.add_argument("--data-dir", help="folder of the real .h5ad files")
     spl.add_argument("--write", action="store_true", help="rewrite tasks/split_hashes.json (a deliberate change)")
+    spl.add_argument("--datasets", nargs="+", help="only these datasets (with --write: replace only their hashes)")
 
     ls = sub.add_parser("list", help="list what is registered")
     ls.add_argument("what", choices=["tasks", "methods", "datasets"])
@@ -83,7 +84,7 @@ def parse_methods(texts: list[str]) -> tuple[list[str], dict[str, dict]]:
     against the manifest (no adapter is imported): an unknown name, an unknown parameter or a
     value of the wrong type is one error that lists what is expected."""
     from stbench import manifest
-    from stbench.leaderboard.compare import parse_variant
+    from stbench.manifest import parse_variant
 
     names, method_params = [], {}
     for text in texts:
@@ -242,7 +243,8 @@ def cmd_list(args) -> int:
         from stbench.datasets.registry import DATASETS
 
         rows = [{"dataset": d.name, "version": d.version, "platform": d.platform, "slices": len(d.slices),
-                 "labels": d.label_key or "", "file": d.filename or "(built in)", "tasks": ", ".join(d.tasks)}
+                 "labels": d.label_key or "", "file": d.filename or "(built in)",
+                 "tasks": ", ".join(manifest.tasks_of_dataset(d.name))}
                 for d in DATASETS.values()]
     with pd.option_context("display.max_colwidth", 70, "display.width", 250):
         print(pd.DataFrame(rows).to_string(index=False))
@@ -252,15 +254,22 @@ def cmd_list(args) -> int:
 def cmd_splits(args) -> int:
     from stbench.benchmark.split_hashes import MANIFEST, compute_split_hashes, drift, load_manifest, write_manifest
 
-    current, missing = compute_split_hashes(data_dir=args.data_dir)
+    if args.datasets:
+        from stbench.datasets.registry import get_dataset_spec
+
+        for name in args.datasets:
+            get_dataset_spec(name)  # an unknown name: one clear error
+    current, missing = compute_split_hashes(datasets=args.datasets, data_dir=args.data_dir)
     if missing:
         print(f"not checked (file not in the data directory): {', '.join(missing)}", file=sys.stderr)
     if args.write:
         if missing:
-            print("refusing to write a partial manifest: every dataset file must be present", file=sys.stderr)
+            print("refusing to write a partial manifest: the files of the datasets to write must be present "
+                  "(--datasets NAME writes only that dataset's hashes)", file=sys.stderr)
             return 1
-        write_manifest(current)
-        print(f"wrote {len(current)} split hashes to {MANIFEST}")
+        write_manifest(current, args.datasets)
+        print(f"wrote {len(current)} split hashes" + (f" of {', '.join(args.datasets)}" if args.datasets else "")
+              + f" to {MANIFEST}")
         return 0
     changed = drift(current, load_manifest())
     for key in changed:
