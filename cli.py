@@ -76,6 +76,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list what is registered")
     ls.add_argument("what", choices=["tasks", "methods", "datasets"])
+    ls.add_argument("--verbose", "-v", action="store_true", help="tasks: what a method receives and must return, "
+                    "split by split (the method author's reference)")
     return p
 
 
@@ -228,6 +230,16 @@ def cmd_list(args) -> int:
 
     from stbench import manifest
 
+    if args.what == "tasks" and args.verbose:
+        for name, t in manifest.tasks().items():
+            print(f"== {name} (version {t['version']}): {t['summary']}")
+            print(f"  input:   {t['input']}")
+            print(f"  output:  {t['output']}")
+            print(f"  splits:  " + "; ".join(f"{s}: {d}" for s, d in t["splits"].items()))
+            print(f"  metrics: " + ", ".join(f"{m['name']} ({'↑' if m['higher_is_better'] else '↓'})"
+                                            for m in t["metrics"]) + f" (primary: {t['primary_metric']})")
+            print(f"  datasets: {', '.join(t['datasets'])}\n")
+        return 0
     if args.what == "tasks":
         rows = [{"task": name, "version": t["version"], "splits": ", ".join(t["splits"]),
                  "primary": f"{t['primary_metric']} ("

@@ -58,12 +58,16 @@ def write() -> Path:
 @lru_cache(maxsize=1)
 def plugin_methods() -> dict:
     """Metadata of the adapters installed through the entry point, read in a child process
-    (nothing of theirs runs here); {} when none is installed."""
+    (nothing of theirs runs here); {} when none is installed. One whose import fails is listed
+    with ``unavailable`` (the reason) and kind "unavailable"."""
     if not list(entry_points(group=PLUGIN_GROUP)):
         return {}
-    code = ("import json, sys\nfrom stbench.methods import METHODS\nfrom stbench import manifest\n"
+    code = ("import json, sys\nfrom stbench.methods import METHODS, UNAVAILABLE\nfrom stbench import manifest\n"
             "builtin = manifest.load()['methods']\n"
-            "json.dump({n: m.metadata() for n, m in METHODS.items() if n not in builtin}, sys.stdout, default=str)")
+            "out = {n: m.metadata() for n, m in METHODS.items() if n not in builtin}\n"
+            "out.update({n: {'unavailable': why, 'kind': 'unavailable', 'version': '', 'tasks': [], 'params': {},\n"
+            "            'summary': 'unavailable: ' + why} for n, why in UNAVAILABLE.items()})\n"
+            "json.dump(out, sys.stdout, default=str)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
@@ -93,6 +97,9 @@ def method_metadata(name: str) -> dict:
     known = methods()
     if name not in known:
         raise UnknownNameError("method", name, known)
+    if known[name].get("unavailable"):
+        raise StbenchError(f"method {name!r} is unavailable: its adapter failed to import "
+                           f"({known[name]['unavailable']}). Expected: an adapter that imports; fix or uninstall it")
     return known[name]
 
 

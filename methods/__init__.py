@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
 
-from stbench.errors import MethodNotApplicable, UnknownNameError
+from stbench.errors import MethodNotApplicable, StbenchError, UnknownNameError
 
 KINDS = ("control", "baseline", "seed", "peer")
 
@@ -53,6 +53,8 @@ class Method:
     uses_truth: bool = False  # positive controls: the one place truth is given on purpose
     uses_true_k: bool = False  # uses the number of domains the task provides
     params: dict = field(default_factory=dict)  # defaults; a run may override them
+    # parameters for a seconds-long run on a tiny problem (tests/test_conformance.py): two epochs, say
+    smoke: dict = field(default_factory=dict)
     deviations: str = ""
     solvers: dict[str, Callable] = field(default_factory=dict)
 
@@ -99,6 +101,8 @@ def resolve_profile(method_name: str, profiles: dict, params: dict) -> dict:
 
 
 METHODS: dict[str, Method] = {}
+# adapters whose import failed: name -> the reason (the other methods, and every command, still work)
+UNAVAILABLE: dict[str, str] = {}
 
 
 def register(method: Method) -> Method:
@@ -108,26 +112,43 @@ def register(method: Method) -> Method:
     return method
 
 
+def _reason(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}".strip()
+
+
 def _discover() -> None:
+    """Import every adapter module here and every ``stbench.methods`` entry point. One that fails
+    to import is recorded in UNAVAILABLE with its reason instead of breaking every command."""
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        try:
+            module = importlib.import_module(f"{__name__}.{info.name}")
+        except Exception as err:  # noqa: BLE001 - a broken adapter is reported, not fatal
+            UNAVAILABLE[info.name] = _reason(err)
+            continue
         for obj in vars(module).values():
             if isinstance(obj, Method):
                 register(obj)
     for ep in entry_points(group="stbench.methods"):
-        obj = ep.load()
-        objs = [obj] if isinstance(obj, Method) else [v for v in vars(obj).values() if isinstance(v, Method)]
-        for m in objs:
-            register(m)
+        try:
+            obj = ep.load()
+            objs = [obj] if isinstance(obj, Method) else [v for v in vars(obj).values() if isinstance(v, Method)]
+            if not objs:
+                raise TypeError(f"entry point {ep.value!r} holds no stbench Method")
+            for m in objs:
+                register(m)
+        except Exception as err:  # noqa: BLE001
+            UNAVAILABLE[ep.name] = _reason(err)
 
 
 def get_method(name: str) -> Method:
-    try:
+    if name in METHODS:
         return METHODS[name]
-    except KeyError:
-        raise UnknownNameError("method", name, METHODS) from None
+    if name in UNAVAILABLE:
+        raise StbenchError(f"method {name!r} is unavailable: its adapter failed to import "
+                           f"({UNAVAILABLE[name]}). Expected: an adapter that imports; fix or uninstall it")
+    raise UnknownNameError("method", name, METHODS)
 
 
 _discover()

@@ -29,6 +29,7 @@ ffn = Method(
     paper="Tancik et al., Fourier Features Let Networks Learn High Frequency Functions (NeurIPS 2020); "
           "as configured in SUICA (arXiv 2412.01124)",
     paper_url="https://arxiv.org/abs/2006.10739", code_url="https://github.com/Szym29/SUICA", gpu=True,
+    smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None},
     deviations=__doc__.split("Deviations (from SUICA's ``inr_raw`` configuration, which stands in for the FFN "
                              "row):")[1].strip(),

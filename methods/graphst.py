@@ -44,6 +44,7 @@ graphst = Method(
           "with GraphST. Nat Commun 14, 1155 (2023).",
     paper_url="https://doi.org/10.1038/s41467-023-36796-3",
     code_url="https://github.com/JinmiaoChenLab/GraphST", gpu=True,
+    smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None, "k_graph": 3, "latent": 64, "lr": 1e-3, "alpha": 10.0, "beta": 1.0,
             "n_pcs": 20},
     deviations=__doc__.split("Deviations (from GraphST 1.1.1, as described in the seed-methods notes §4):")[1].strip(),

@@ -84,6 +84,7 @@ s2s_st = Method(
     paper="Sparser2Sparse: Single-shot Sparser-to-Sparse Learning for Spatial Transcriptomics Imputation with "
           "Natural Image Co-learning (arXiv 2507.16886)",
     paper_url="https://arxiv.org/abs/2507.16886", code_url="https://github.com/flyfyyfyy/S2S-ST", gpu=True,
+    smoke={"steps": 2, "stages": 1, "natural_images": False},  # a seconds-long run for the conformance test
     params={"profile": "fast", "stages": 3, "natural_images": True, "steps": None, "per_gene": []},
     deviations=__doc__.split("Deviations (from the paper and its official code):")[1].strip(),
 )

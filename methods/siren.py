@@ -26,6 +26,7 @@ siren = Method(
     paper="Sitzmann et al., Implicit Neural Representations with Periodic Activation Functions (NeurIPS 2020); "
           "as compared in SUICA (arXiv 2412.01124)",
     paper_url="https://arxiv.org/abs/2006.09661", code_url="https://github.com/vsitzmann/siren", gpu=True,
+    smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None},
     deviations=__doc__.split("Deviations (SUICA's ``siren.py`` is not in its repository):")[1].strip(),
 )

@@ -43,6 +43,7 @@ spaceflow = Method(
           "Nat Commun 13, 4076 (2022).",
     paper_url="https://doi.org/10.1038/s41467-022-31739-w",
     code_url="https://github.com/hongleir/SpaceFlow", gpu=True,
+    smoke={"epochs": 2, "min_epochs": 1, "pairs": 1000},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None, "k_graph": 6, "latent": 50, "lr": 1e-3, "strength": 0.1,
             "pairs": 100_000, "patience": 50, "min_epochs": 100},
     deviations=__doc__.split("Deviations (from SpaceFlow 1.0.4, as described in the seed-methods notes §4):")[1]

@@ -96,6 +96,7 @@ spotscape = Method(
     paper="Kim Y, et al. Global and Local Structure Learning for Spatial Transcriptomics (Spotscape), ICML (2025)",
     paper_url="https://arxiv.org/abs/2506.15698",
     code_url="https://github.com/yunhak0/Spotscape", gpu=True,
+    smoke={"epochs": 2, "warmup_epochs": 1},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None, "warmup_epochs": None, "lr": None, "hidden": 256, "latent": 64,
             "drop_edge": 0.2, "drop_feature": 0.2, "tau": 0.75, "sim_k": 5, "weight_decay": 1e-4,
             "radius_spacings": 1.5, "max_neighbors": 50, "n_prototypes": 10, "full_batch_max": 16000,

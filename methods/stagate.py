@@ -59,6 +59,7 @@ stagate = Method(
           "graph attention auto-encoder. Nat Commun 13, 1739 (2022).",
     paper_url="https://doi.org/10.1038/s41467-022-29439-6",
     code_url="https://github.com/QIFEIDKN/STAGATE_pyG", gpu=True,
+    smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None, "radius_spacings": 1.5, "max_neighbors": 50, "hidden": 512,
             "latent": 30, "lr": 1e-3, "weight_decay": 1e-4},
     deviations=__doc__.split("Deviations (from STAGATE_pyG, as described in the seed-methods notes §4):")[1]

@@ -35,6 +35,7 @@ stage = Method(
     summary="STAGE: an autoencoder with a 2-d latent tied to the coordinates; new spots = decoder(coordinates).",
     paper="Li et al., STAGE: spatial transcriptomics generation by autoencoder (2024)",
     code_url="https://github.com/zhanglabtools/STAGE", gpu=True,
+    smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None},
     deviations=__doc__.split("Deviations (from the STAGE code, zhanglabtools/STAGE as copied in "
                              "wenwenmin/scstGCN):")[1].strip(),

@@ -55,6 +55,7 @@ staligner = Method(
           "technologies and developmental stages. Nat Comput Sci 3, 894-906 (2023).",
     paper_url="https://doi.org/10.1038/s43588-023-00528-w",
     code_url="https://github.com/zhoux85/STAligner", gpu=True,
+    smoke={"warmup_epochs": 1, "triplet_epochs": 1},  # a seconds-long run for the conformance test
     params={"profile": "fast", "warmup_epochs": None, "triplet_epochs": None, "mnn_every": None, "k_graph": 6,
             "mnn_k": 50, "hidden": 512, "latent": 30, "lr": 1e-3, "weight_decay": 1e-4, "margin": 1.0},
     deviations=__doc__.split("Deviations (from zhoux85/STAligner, as described in the seed-methods notes §4):")[1]

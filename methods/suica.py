@@ -85,6 +85,7 @@ suica = Method(
     paper="SUICA: Learning Super-high Dimensional Sparse Implicit Neural Representations for Spatial "
           "Transcriptomics (ICML 2025; arXiv 2412.01124)",
     paper_url="https://arxiv.org/abs/2412.01124", code_url="https://github.com/Szym29/SUICA", gpu=True,
+    smoke={"gae_epochs": 2, "inr_epochs": 2, "finetune_epochs": 1},  # a seconds-long run for the conformance test
     params={"profile": "fast", "inr": "auto", "k": 5, "dice_weight": 0.01,
             "gae_epochs": None, "inr_epochs": None, "finetune_epochs": None},
     deviations=__doc__.split("Deviations (from the paper and its official code):")[1].strip(),

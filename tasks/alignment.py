@@ -77,6 +77,9 @@ class Alignment(Task):
     TRIVIAL_BASELINE = "identity"
     SPATIAL_BASELINES = ("icp", "centroid_pca")
     TRIVIAL_IS_CHANCE = True  # no alignment under a uniformly random rotation is a random placement
+    input_summary = ('inputs.reference: AnnData of the reference slice; inputs.query: AnnData of the query slice, '
+                     "spots shuffled and rigidly moved (obsm['spatial']); both log-normalised X on shared genes and "
+                     "layers['counts']")
     output_contract = ("{'aligned': float array (n_query, 2) of query coordinates in the reference frame, "
                        "'plan': optional array (n_query, n_reference) >= 0}, or the (n_query, 2) array alone; "
                        "rows in inputs.query order")

@@ -133,6 +133,7 @@ class Task:
     metrics: ClassVar[tuple[str, ...]]  # primary first
     summary: ClassVar[str]
     split_summaries: ClassVar[dict[str, str]] = {}  # split -> one line: what is held out or corrupted
+    input_summary: ClassVar[str] = ""  # what ``inputs`` holds, for method authors
     output_contract: ClassVar[str]  # said in every invalid_output message
     # dataset name -> the instances (slices, slice groups or pairs) it runs on: a list, or
     # EVERY_SLICE / ALL_SLICES so that a dataset's slices are named once, in its registry entry
@@ -187,7 +188,8 @@ class Task:
         return {"name": self.name, "version": self.version, "summary": self.summary,
                 "splits": {s: self.split_summaries.get(s, "") for s in self.splits},
                 "primary_metric": self.primary_metric,
-                "metrics": [METRICS[m].declaration() for m in self.metrics]}
+                "metrics": [METRICS[m].declaration() for m in self.metrics],
+                "input": self.input_summary, "output": self.output_contract}
 
     def check_split(self, split: str) -> str:
         if split not in self.splits:

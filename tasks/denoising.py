@@ -110,6 +110,8 @@ class Denoising(Task):
         "gaussian": "N(0, 1) noise on the non-zero log-normalised entries (SUICA's protocol)",
         "thinning": "counts thinned to 50 % depth",
     }
+    input_summary = ("inputs.adata: AnnData spots x genes, the corrupted matrix log-normalised (obsm['spatial'], "
+                     "obsm['grid'] where known); inputs.split: str")
     output_contract = ("a non-negative finite matrix of shape (n_spots, n_genes) of inputs.adata: the "
                        "denoised matrix on the input's log-normalised scale, rows and columns in the input order")
     DATASETS = {

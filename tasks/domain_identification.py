@@ -93,6 +93,9 @@ class DomainIdentification(Task):
     split_summaries = {"whole_slice": "the whole slice and its number of annotated domains"}
     TRIVIAL_BASELINE = "pca_kmeans"
     SPATIAL_BASELINES = ("smoothed_pca_kmeans",)
+    input_summary = ("inputs.adata: AnnData of one slice (X log-normalised HVGs as float32, layers['counts'], "
+                     "obsm['spatial'], obsm['grid'] where known); inputs.n_domains: int, the true number of domains (a"
+                     ' method that uses it must declare uses_true_k=True)')
     output_contract = ("one label per spot: a pandas Series indexed by inputs.adata.obs_names (every spot "
                        "once, no other names), or an array of length n_spots in input order; no missing labels. "
                        "Or {'embedding': finite array (n_spots, d)}, which the task clusters (k-means, true k)")

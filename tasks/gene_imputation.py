@@ -82,6 +82,8 @@ class GeneImputation(Task):
     TRIVIAL_BASELINE = "gene_mean"
     SPATIAL_BASELINES = ("spatial_knn_smoothing",)
     TRIVIAL_IS_CHANCE = True  # a prediction constant per gene has per-gene Pearson 0 by construction
+    input_summary = ('inputs.adata: AnnData spots x genes, log-normalised, the masked entries set to 0 '
+                     "(obsm['spatial'], obsm['grid'] where known); inputs.split: str")
     output_contract = ("a non-negative finite matrix of shape (n_spots, n_genes) of inputs.adata: the "
                        "imputed full matrix, rows and columns in the input order")
     DATASETS = {

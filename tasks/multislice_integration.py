@@ -49,6 +49,9 @@ class MultisliceIntegration(Task):
     # no spatial baseline integrates: the simple baseline that does the task's point is batch correction
     TRIVIAL_BASELINE = "unintegrated_pca"
     SPATIAL_BASELINES = ("harmony",)
+    input_summary = ("inputs.adata: AnnData of every slice of one donor (X log-normalised, layers['counts'], "
+                     "obsm['spatial'] in each slice's own frame, obs['slice'] categorical); inputs.n_domains: int "
+                     '(declare uses_true_k=True to use it)')
     output_contract = ("an embedding of shape (n_spots, d) with d >= 1, finite, rows in inputs.adata order; "
                        "or a dict {'embedding': that array, 'labels': optional labels as for domain_identification}")
     # instance = the slices of the group joined by '+'

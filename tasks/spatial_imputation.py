@@ -69,6 +69,9 @@ class SpatialImputation(Task):
     TRIVIAL_BASELINE = "global_mean"
     SPATIAL_BASELINES = ("knn_interpolation", "nearest_neighbor", "bicubic")
     TRIVIAL_IS_CHANCE = True  # a prediction constant per gene has per-gene Pearson 0 by construction
+    input_summary = ("inputs.observed: AnnData of the observed spots (X log-normalised, obsm['spatial'], obsm['grid'] "
+                     "where the dataset has an array grid, obs['slice']); inputs.query: AnnData of the held-out spots "
+                     "(obsm['spatial'] and grid only, no genes); inputs.split: str")
     output_contract = ("a non-negative finite matrix of shape (n_query, n_genes): one row per spot of "
                        "inputs.query in that order, one column per gene of inputs.observed.var_names")
     DATASETS = {
