@@ -112,7 +112,9 @@ def cmd_run(args) -> int:
         for t in args.tasks:
             if t not in manifest.tasks():
                 raise UnknownNameError("task", t, manifest.tasks())
-    from stbench.benchmark.runner import default_methods, format_summary, format_table, run_benchmark
+    from stbench.benchmark.planning import default_methods
+    from stbench.benchmark.report import format_summary, format_table
+    from stbench.benchmark.runner import run_benchmark
     from stbench.datasets.loading import load_user_dataset
 
     user = [load_user_dataset(args.dataset_file, args.label_key or None)] if args.dataset_file else None

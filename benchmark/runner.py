@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import json
 import os
 import pickle
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -36,112 +34,26 @@ import traceback
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from stbench.benchmark import isolation
-from stbench.errors import ContractError, MethodNotApplicable, StbenchError, UnknownNameError
+from stbench.benchmark.backends import Backend
+from stbench.benchmark.planning import (DEFAULT_TIMEOUT_S, Cell, cell_key, default_memory, default_methods,
+                                        method_reference, parse_memory, plan_cells)
+from stbench.benchmark.report import Progress, RunReport
+from stbench.errors import ContractError, MethodNotApplicable, StbenchError
 from stbench.benchmark.provenance import git_commit, library_versions
 from stbench.benchmark.store import DONE, FAILED, ResultStore
 from stbench.datasets.loading import Dataset, load_dataset
 from stbench.datasets.registry import DATASETS, get_dataset_spec
 from stbench.manifest import check_params, variant_name
-from stbench.methods import METHODS, Method, RunContext, get_method
+from stbench.methods import Method, RunContext, get_method
 from stbench.tasks import TASKS, get_task
 from stbench.tasks.base import hash_arrays
-
-ID_COLUMNS = ["run_id", "task", "split", "dataset", "instance", "method", "seed"]
-# Seconds a cell may run before it is killed, by method kind (``--timeout`` overrides).
-DEFAULT_TIMEOUT_S = {"control": 15 * 60, "baseline": 60 * 60, "seed": 6 * 60 * 60, "peer": 6 * 60 * 60}
-
-
-@dataclass(frozen=True)
-class Cell:
-    task: str
-    split: str
-    dataset: str
-    instance: str
-    method: str
-    seed: int
-
-    @property
-    def problem_key(self) -> tuple:
-        return (self.task, self.dataset, self.instance, self.split, self.seed)
-
-    def label(self) -> str:
-        return f"{self.task}/{self.split} {self.dataset}:{self.instance} {self.method} s{self.seed}"
-
-
-@dataclass
-class RunReport:
-    results: pd.DataFrame  # one row per planned cell, as recorded (executed now or before)
-    executed: int = 0
-    cached: int = 0
-    path: Path | None = None
-    invocation: str = ""
-    timings: dict = field(default_factory=lambda: {"startup": 0.0, "data": 0.0, "split": 0.0, "method": 0.0,
-                                                   "scoring": 0.0, "harness": 0.0})
-
-
-def default_methods() -> list[str]:
-    return [m.name for m in METHODS.values() if m.kind in ("control", "baseline")]
-
-
-def plan_cells(tasks, methods, datasets: dict[str, object], seeds, splits=None, instances=None) -> list[Cell]:
-    """Every applicable cell, in a stable order (task, dataset, instance, split, seed, method).
-
-    ``instances`` keeps only those slices (or pairs, groups) of the datasets.
-    """
-    for s in splits or []:
-        if not any(s in get_task(t).splits for t in tasks):
-            raise UnknownNameError("split", s, {x for t in tasks for x in get_task(t).splits})
-    for i in instances or []:
-        known = {x for t in tasks for spec in datasets.values() for x in get_task(t).instances(spec)}
-        if i not in known:
-            raise UnknownNameError("instance", i, known)
-    methods = [m if isinstance(m, Method) else get_method(m) for m in methods]
-    cells = []
-    for t in tasks:
-        task = get_task(t)
-        for ds_name, spec in datasets.items():
-            for instance in task.instances(spec):
-                if instances and instance not in instances:
-                    continue
-                for split in task.splits:
-                    if (splits and split not in splits) or not task.applies(spec, split):
-                        continue
-                    for seed in seeds:
-                        for m in methods:
-                            if t in m.tasks:
-                                cells.append(Cell(t, split, ds_name, instance, m.name, int(seed)))
-    return cells
-
-
-def cell_key(cell: Cell, dataset_sha256: str, split_sha256: str, method: Method, params: dict) -> str:
-    """The cache key of a cell (SPEC §6.2): what would change its result, and nothing else."""
-    payload = {"dataset": cell.dataset, "dataset_sha256": dataset_sha256, "task": cell.task,
-               "task_version": get_task(cell.task).version, "split": cell.split, "instance": cell.instance,
-               "split_sha256": split_sha256, "method": method.name, "method_version": method.version,
-               "params": params, "seed": cell.seed}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def method_reference(method: Method) -> str:
-    """How a child finds the method: its registered name, or ``file.py:attribute`` for one
-    defined outside the registry (the fault-injection adapters of the tests)."""
-    if METHODS.get(method.name) is method:
-        return method.name
-    for fn in method.solvers.values():
-        module = sys.modules.get(fn.__module__)
-        for attr, value in vars(module or object()).items():
-            if value is method and getattr(module, "__file__", None):
-                return f"{module.__file__}:{attr}"
-    raise StbenchError(f"method {method.name!r} is neither registered nor a module-level object; "
-                       "Expected: register it (entry point stbench.methods) or define it at module level")
-
 
 @functools.lru_cache(maxsize=1)
 def _cuda_available() -> bool:
@@ -218,125 +130,12 @@ def run_cell(problem, method: Method, params: dict | None = None) -> dict:
     return row
 
 
-def parse_memory(text: str | int | None) -> int:
-    """``8G``, ``500M``, ``2048K`` or bytes -> bytes."""
-    if text is None or isinstance(text, int):
-        return int(text or 0)
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    t = str(text).strip().upper().removesuffix("B").removesuffix("I")
-    try:
-        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(float(t))
-    except ValueError:
-        raise StbenchError(f"--memory {text!r} is not a size. Expected e.g. 8G, 500M or a number of bytes") from None
-
-
-def default_memory(jobs: int) -> int:
-    import psutil
-
-    return int(0.8 * psutil.virtual_memory().total / max(1, jobs))
-
-
-class _Backend:
-    """Runs the cell function: in a thread here (local) or as a Ray task (ray)."""
-
-    def __init__(self, executor: str, jobs: int, address: str | None):
-        self.executor, self.jobs = executor, jobs
-        if executor == "local":
-            return
-        if executor != "ray":
-            raise StbenchError(f"unknown executor {executor!r}. Expected: local or ray")
-        try:
-            import ray
-        except ImportError:
-            raise StbenchError("--executor ray needs Ray: pip install 'stbench[ray]'") from None
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        if not ray.is_initialized():
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
-        self.ray = ray
-        self.remote = ray.remote(num_cpus=1, max_retries=0)(isolation.execute)
-        self._refs: dict[str, object] = {}
-
-    def share(self, problem_id: str, inputs_path: Path):
-        """Ray workers may run on other machines: ship the inputs through the object store, once."""
-        if self.executor == "ray" and problem_id not in self._refs:
-            self._refs[problem_id] = self.ray.put(inputs_path.read_bytes())
-            while len(self._refs) > 3:  # at most two problems are in flight
-                self._refs.pop(next(iter(self._refs)))
-
-    def run(self, job: isolation.Job, problem_id: str) -> isolation.ChildResult:
-        if self.executor == "local":
-            return isolation.execute(job)
-        return self.ray.get(self.remote.remote(job, self._refs[problem_id]))
-
-
-class _Progress:
-    """A progress bar that shows life during long cells: every few seconds it redraws with
-    the running cells and how long each has run. Cached cells leave the bar's total (they
-    take no time), so the rate and the ETA count executed cells only."""
-
-    TICK_S = 2.0
-
-    def __init__(self, total: int, enabled: bool, stream=None, tick_s: float | None = None):
-        self.counts = {"ok": 0, "failed": 0, "cached": 0}
-        self.lock = threading.Lock()
-        self.bar = None
-        self.running: dict[Cell, float] = {}
-        self._stop = threading.Event()
-        self.tick_s = tick_s or self.TICK_S
-        if enabled and total:
-            from tqdm import tqdm
-
-            # disable=None: no bar when stderr is not a terminal (CI logs), unless a stream is given
-            self.bar = tqdm(total=total, file=stream or sys.stderr, unit="cell", dynamic_ncols=stream is None,
-                            disable=False if stream is not None else None)
-            if not self.bar.disable:
-                threading.Thread(target=self._tick, daemon=True, name="stbench-progress").start()
-
-    def _describe(self) -> str:
-        now = time.perf_counter()
-        return "; ".join(f"{c.label()} {now - t0:.0f}s" for c, t0 in list(self.running.items())[:3])
-
-    def _tick(self):
-        while not self._stop.wait(self.tick_s):
-            with self.lock:
-                if self.bar is not None and self.running:
-                    self.bar.set_description(self._describe(), refresh=False)
-                    self.bar.refresh()
-
-    def start(self, cell: Cell):
-        with self.lock:
-            self.running[cell] = time.perf_counter()
-            if self.bar is not None:
-                self.bar.set_description(self._describe())
-
-    def done(self, status: str, cell: Cell | None = None):
-        with self.lock:
-            self.running.pop(cell, None)
-            self.counts["cached" if status == "cached" else "ok" if status in ("ok", "skipped") else "failed"] += 1
-            if self.bar is not None:
-                self.bar.set_postfix(self.counts, refresh=False)
-                if status == "cached":
-                    self.bar.total -= 1  # no time spent: keep it out of the rate and the ETA
-                    self.bar.refresh()
-                else:
-                    self.bar.update(1)
-
-    def close(self):
-        self._stop.set()
-        if self.bar is not None:
-            with self.lock:
-                self.bar.close()
-
-
 class _Grid:
     """One invocation's state: the store, loaded datasets, live problems and the executor."""
 
-    def __init__(self, store, invocation: str, backend: _Backend, methods: dict[str, Method],
+    def __init__(self, store, invocation: str, backend: Backend, methods: dict[str, Method],
                  params: dict[str, dict], timeout, memory: int, threads: int, report: RunReport,
-                 progress: _Progress, loaded: dict, data_dir):
+                 progress: Progress, loaded: dict, data_dir):
         self.store, self.invocation, self.backend = store, invocation, backend
         self.methods, self.params, self.timeout, self.memory, self.threads = methods, params, timeout, memory, threads
         self.report, self.progress, self.loaded, self.data_dir = report, progress, loaded, data_dir
@@ -433,17 +232,51 @@ def _finite(v) -> float:
     return v if np.isfinite(v) else 0.0
 
 
-def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=None, data_dir=None,
-                  user_datasets: list[Dataset] | None = None, results_dir="stbench-results",
-                  executor: str = "local", jobs: int = 1, timeout: float | None = None, memory=None,
-                  force: bool = False, address: str | None = None, progress: bool = True,
-                  method_params: dict[str, dict] | None = None, instances=None) -> RunReport:
-    """Run the grid isolated, record every cell in the store, export the results table.
+@dataclass
+class RunConfig:
+    """What one ``stbench run`` does. Every field has the command line's default.
 
-    ``methods``: registered names or Method objects. ``timeout`` (seconds) and
-    ``memory`` (bytes or "8G") apply per cell; by default the timeout depends on
-    the method's kind and the memory ceiling is 80 % of RAM shared by ``jobs``.
+    The grid: ``tasks`` (names; None: all), ``splits`` (None: each task's all),
+    ``datasets`` (registered names; None: ``synthetic``, or only ``user_datasets``
+    when those are given), ``instances`` (slices, pairs or groups to keep; None: all),
+    ``seeds``, ``methods`` (names or Method objects; None: the controls and baselines)
+    and ``method_params`` (name -> parameters overriding its defaults: a variant).
+    Where: ``results_dir`` (the MLflow record and results table), ``data_dir`` (the
+    real .h5ad files; None: $STBENCH_DATA). How: ``executor`` ("local" or "ray", at
+    ``address``), ``jobs`` cells at once, ``timeout`` seconds and ``memory`` ("8G" or
+    bytes) per cell (None: by method kind, and 80 % of RAM / jobs), ``force`` re-runs
+    recorded cells, ``progress`` shows the bar.
     """
+
+    tasks: list[str] | None = None
+    methods: list | None = None
+    datasets: list[str] | None = None
+    seeds: tuple[int, ...] | list[int] = (0,)
+    splits: list[str] | None = None
+    instances: list[str] | None = None
+    method_params: dict[str, dict] | None = None
+    data_dir: str | None = None
+    user_datasets: list[Dataset] | None = None
+    results_dir: str | Path = "stbench-results"
+    executor: str = "local"
+    jobs: int = 1
+    timeout: float | None = None
+    memory: str | int | None = None
+    force: bool = False
+    address: str | None = None
+    progress: bool = True
+
+
+def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
+    """Run the grid of ``config`` isolated, record every cell in the store, export the results
+    table, and return what happened (a :class:`RunReport`). Fields may also be given by name
+    (``run_benchmark(tasks=[...], seeds=[0, 1])``), over ``config`` or the defaults."""
+    cfg = replace(config or RunConfig(), **fields)
+    tasks, methods, datasets, seeds, splits = cfg.tasks, cfg.methods, cfg.datasets, cfg.seeds, cfg.splits
+    instances, method_params, data_dir, user_datasets = cfg.instances, cfg.method_params, cfg.data_dir, \
+        cfg.user_datasets
+    results_dir, executor, jobs, timeout, memory = cfg.results_dir, cfg.executor, cfg.jobs, cfg.timeout, cfg.memory
+    force, address, progress = cfg.force, cfg.address, cfg.progress
     start_all = time.perf_counter()
     tasks = list(tasks or TASKS)
     for t in tasks:
@@ -466,14 +299,14 @@ def run_benchmark(tasks=None, methods=None, datasets=None, seeds=(0,), splits=No
     warm = threading.Thread(target=lambda: report.timings.__setitem__("startup", isolation.warm_up()), daemon=True)
     warm.start()  # the fork server imports the libraries while the data loads
     store = ResultStore(results_dir)
-    backend = _Backend(executor, jobs, address)
+    backend = Backend(executor, jobs, address)
     config = {"tasks": tasks, "datasets": list(specs), "methods": list(by_name), "seeds": list(seeds),
               "splits": splits or "all", "executor": executor, "jobs": jobs, "timeout_s": timeout or "by kind",
               "memory_bytes": memory, "force": force}
     invocation = store.start_invocation({k: json.dumps(v) for k, v in config.items()},
                                         {"git_commit": git_commit(), "versions": json.dumps(library_versions())})
     report.invocation = invocation
-    bar = _Progress(len(cells), progress)
+    bar = Progress(len(cells), progress)
     grid = _Grid(store, invocation, backend, by_name, params, timeout, memory,
                  max(1, (os.cpu_count() or 1) // jobs), report, bar, loaded, data_dir)
     status = "FAILED"
@@ -574,63 +407,3 @@ def _finish(inputs_path: Path, futures) -> None:
         inputs_path.unlink(missing_ok=True)
 
 
-def metric_columns_for(task_name: str, df: pd.DataFrame) -> list[str]:
-    """The task's declared metrics (primary first) that have a value in ``df``."""
-    return [m for m in get_task(task_name).metrics if m in df and df[m].notna().any()]
-
-
-def method_labels(df: pd.DataFrame, methods: dict[str, Method] | None = None) -> pd.Series:
-    """Each row's method named in full (``NAME:key=value`` for a variant; see
-    :func:`stbench.manifest.variant_name`) against its defaults."""
-    from stbench.manifest import load, variant_name
-
-    builtin = load()["methods"]
-    labels = []
-    for name, params in zip(df["method"], df["params"]):
-        defaults = methods[name].params if methods and name in methods else builtin.get(name, {}).get("params", {})
-        labels.append(variant_name(name, json.loads(params) if params else {}, defaults))
-    return pd.Series(labels, index=df.index)
-
-
-def format_summary(df: pd.DataFrame) -> str:
-    """One line per (task, method variant): cells by outcome, the mean primary metric over its
-    ok cells (raw, with the direction), and the mean method time: what a long run ends with."""
-    from stbench.manifest import load
-
-    declared = load()["tasks"]
-    view = df.assign(method=method_labels(df))
-    rows = []
-    for (task, method), part in view.groupby(["task", "method"], sort=False):
-        ok = part[part["status"] == "ok"]
-        primary = declared.get(task, {}).get("primary_metric") or (part["primary_metric"].iloc[0] or "")
-        higher = next((m["higher_is_better"] for m in declared.get(task, {}).get("metrics", [])
-                       if m["name"] == primary), None)
-        arrow = "" if higher is None else " ↑" if higher else " ↓"
-        value = ok[primary].mean() if primary in ok and len(ok) else float("nan")
-        rows.append({"task": task, "method": method, "cells": len(part), "ok": len(ok),
-                     "failed": int(part["status"].isin(FAILED).sum()), "skipped": int((part["status"] == "skipped").sum()),
-                     "primary": f"{primary}{arrow}", "mean": value,
-                     "method time (s)": ok["time_method_s"].mean() if len(ok) else float("nan")})
-    out = pd.DataFrame(rows)
-    blocks = [out.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="")]
-    failed = view[view["status"].isin(FAILED)]
-    for _, r in failed.iterrows():
-        blocks.append(f"  ! {r['method']} on {r['task']} {r['dataset']}:{r['instance']} seed {r['seed']} -> "
-                      f"{r['status']}: {str(r['error']).strip().splitlines()[-1] if r['error'] else ''}")
-    return "\n".join(blocks)
-
-
-def format_table(df: pd.DataFrame, max_metrics: int = 6) -> str:
-    """A readable table per task: identity, status, primary metric first, then the others, wall time."""
-    blocks = []
-    for task_name, part in df.groupby("task", sort=False):
-        metrics = metric_columns_for(task_name, part.dropna(axis=1, how="all"))[:max_metrics]
-        view = part.assign(method=method_labels(part))[["split", "dataset", "instance", "method", "seed", "status"]
-                                                      + metrics + ["wall_time_s"]].copy()
-        view = view.rename(columns={metrics[0]: f"{metrics[0]} (primary)"} if metrics else {})
-        blocks.append(f"== {task_name} ==\n" + view.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        failed = part[part["status"].isin(FAILED)]
-        for _, r in failed.assign(method=method_labels(failed)).iterrows():
-            blocks.append(f"  ! {r['method']} on {r['dataset']}:{r['instance']} -> {r['status']}: "
-                          f"{str(r['error']).strip().splitlines()[-1] if r['error'] else ''}")
-    return "\n\n".join(blocks)

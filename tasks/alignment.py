@@ -39,7 +39,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import Built, Problem, Task, hash_arrays, label_array, make_view, split_rng
+from stbench.tasks.base import Built, Problem, Task, label_array, make_view, split_rng
 from stbench.tasks.geometry import kabsch
 from stbench.tasks.metrics.alignment import (coord_rmse, ltari, ltari_mapped, ltari_nn, registration_rmse,
                                              transfer_partner)

@@ -35,8 +35,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import (Built, EVERY_SLICE, Problem, Task, hash_arrays, known, label_array, make_view,
-                                n_label_classes, square_grid)
+from stbench.tasks.base import (EVERY_SLICE, Built, Problem, Task, known, label_array, make_view, n_label_classes,
+                                square_grid)
 from stbench.tasks.metrics.labels import (ari, ari_gmm, boundary_ca, ca, ca_gmm, cluster_embedding,
                                           cluster_embedding_gmm, nmi, nmi_gmm)
 

@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import Built, ALL_SLICES, Problem, Task, hash_arrays, known, label_array, make_view, n_label_classes
+from stbench.tasks.base import ALL_SLICES, Built, Problem, Task, known, label_array, make_view, n_label_classes
 from stbench.tasks.domain_identification import check_embedding, labels_in_order
 from stbench.tasks.metrics.integration import ari_method_labels, integration_scores
 

@@ -43,7 +43,7 @@ import pandas as pd
 
 from stbench.errors import MethodNotApplicable
 from stbench.datasets.preprocessing import log_normalize, select_hvg
-from stbench.tasks.base import (Built, EVERY_SLICE, Problem, Task, expression_map, hash_arrays, imputation_ari_annotation,
+from stbench.tasks.base import (EVERY_SLICE, Built, Task, expression_map, imputation_ari_annotation,
                                 imputation_ari_score, label_array, make_view, split_rng, square_grid)
 from stbench.tasks.metrics.expression import EXPRESSION_METRICS, expression_scores
 from stbench.tasks.metrics.image import raster_layout, ssim

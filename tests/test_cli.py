@@ -87,7 +87,7 @@ def test_instances_select_slices_and_an_unknown_one_is_named():
     import pytest
 
     from stbench.errors import UnknownNameError
-    from stbench.benchmark.runner import plan_cells
+    from stbench.benchmark.planning import plan_cells
     from stbench.datasets.registry import get_dataset_spec
 
     specs = {"synthetic": get_dataset_spec("synthetic")}
@@ -103,7 +103,8 @@ def test_the_progress_bar_shows_life_during_a_long_cell_and_counts_only_executed
     import io
     import time
 
-    from stbench.benchmark.runner import Cell, _Progress
+    from stbench.benchmark.planning import Cell
+    from stbench.benchmark.report import Progress as _Progress
 
     stream = io.StringIO()
     bar = _Progress(4, True, stream=stream, tick_s=0.1)

@@ -1,0 +1,115 @@
+"""Planning a run: which cells there are, and the key that says whether one is already done.
+
+A *cell* is (task, split, dataset, instance, method, seed). ``plan_cells`` lists
+every applicable cell of a selection in a stable order; ``cell_key`` hashes what
+would change a cell's result (dataset and split hashes, task version, method
+name, version and parameters, seed) and nothing else, so a result is re-used
+exactly when it would be reproduced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+
+from stbench.errors import StbenchError, UnknownNameError
+from stbench.methods import METHODS, Method, get_method
+from stbench.tasks import get_task
+
+ID_COLUMNS = ["run_id", "task", "split", "dataset", "instance", "method", "seed"]
+# Seconds a cell may run before it is killed, by method kind (``--timeout`` overrides).
+DEFAULT_TIMEOUT_S = {"control": 15 * 60, "baseline": 60 * 60, "seed": 6 * 60 * 60, "peer": 6 * 60 * 60}
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    split: str
+    dataset: str
+    instance: str
+    method: str
+    seed: int
+
+    @property
+    def problem_key(self) -> tuple:
+        return (self.task, self.dataset, self.instance, self.split, self.seed)
+
+    def label(self) -> str:
+        return f"{self.task}/{self.split} {self.dataset}:{self.instance} {self.method} s{self.seed}"
+
+
+def default_methods() -> list[str]:
+    return [m.name for m in METHODS.values() if m.kind in ("control", "baseline")]
+
+
+def plan_cells(tasks, methods, datasets: dict[str, object], seeds, splits=None, instances=None) -> list[Cell]:
+    """Every applicable cell, in a stable order (task, dataset, instance, split, seed, method).
+
+    ``instances`` keeps only those slices (or pairs, groups) of the datasets.
+    """
+    for s in splits or []:
+        if not any(s in get_task(t).splits for t in tasks):
+            raise UnknownNameError("split", s, {x for t in tasks for x in get_task(t).splits})
+    for i in instances or []:
+        known = {x for t in tasks for spec in datasets.values() for x in get_task(t).instances(spec)}
+        if i not in known:
+            raise UnknownNameError("instance", i, known)
+    methods = [m if isinstance(m, Method) else get_method(m) for m in methods]
+    cells = []
+    for t in tasks:
+        task = get_task(t)
+        for ds_name, spec in datasets.items():
+            for instance in task.instances(spec):
+                if instances and instance not in instances:
+                    continue
+                for split in task.splits:
+                    if (splits and split not in splits) or not task.applies(spec, split):
+                        continue
+                    for seed in seeds:
+                        for m in methods:
+                            if t in m.tasks:
+                                cells.append(Cell(t, split, ds_name, instance, m.name, int(seed)))
+    return cells
+
+
+def cell_key(cell: Cell, dataset_sha256: str, split_sha256: str, method: Method, params: dict) -> str:
+    """The cache key of a cell (SPEC §6.2): what would change its result, and nothing else."""
+    payload = {"dataset": cell.dataset, "dataset_sha256": dataset_sha256, "task": cell.task,
+               "task_version": get_task(cell.task).version, "split": cell.split, "instance": cell.instance,
+               "split_sha256": split_sha256, "method": method.name, "method_version": method.version,
+               "params": params, "seed": cell.seed}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def method_reference(method: Method) -> str:
+    """How a child finds the method: its registered name, or ``file.py:attribute`` for one
+    defined outside the registry (the fault-injection adapters of the tests)."""
+    if METHODS.get(method.name) is method:
+        return method.name
+    for fn in method.solvers.values():
+        module = sys.modules.get(fn.__module__)
+        for attr, value in vars(module or object()).items():
+            if value is method and getattr(module, "__file__", None):
+                return f"{module.__file__}:{attr}"
+    raise StbenchError(f"method {method.name!r} is neither registered nor a module-level object; "
+                       "Expected: register it (entry point stbench.methods) or define it at module level")
+
+
+def parse_memory(text: str | int | None) -> int:
+    """``8G``, ``500M``, ``2048K`` or bytes -> bytes."""
+    if text is None or isinstance(text, int):
+        return int(text or 0)
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(float(t))
+    except ValueError:
+        raise StbenchError(f"--memory {text!r} is not a size. Expected e.g. 8G, 500M or a number of bytes") from None
+
+
+def default_memory(jobs: int) -> int:
+    import psutil
+
+    return int(0.8 * psutil.virtual_memory().total / max(1, jobs))
