@@ -8,6 +8,7 @@ does not need to.
 """
 
 from stbench.methods import Method
+from stbench.tasks import TASKS
 
 positive_control = Method(
     name="positive_control", kind="control", label="Positive control", uses_truth=True,
@@ -16,8 +17,7 @@ positive_control = Method(
 )
 
 
-@positive_control.solves("spatial_imputation", "gene_imputation", "denoising", "domain_identification",
-                         "multislice_integration", "alignment")
+@positive_control.solves(*TASKS)
 def reference_answer(inputs, ctx):
     """The task's own reference output (``Task.reference_output``), handed over as ``ctx.solution``."""
     return ctx.solution

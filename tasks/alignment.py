@@ -156,6 +156,12 @@ class Alignment(Task):
                     "transform": transform}
         return Built(inputs=AlignmentInput(ref_view, query_view), solution=solution)
 
+    def random_output(self, inputs, seed: int):
+        """The negative control's output: query spots scattered uniformly over the reference's bounding box."""
+        rng = np.random.default_rng(seed)
+        ref = inputs.reference.obsm["spatial"]
+        return rng.uniform(ref.min(axis=0), ref.max(axis=0), size=(inputs.query.n_obs, 2))
+
     def check_output(self, problem, output):
         plan = None
         if isinstance(output, dict):

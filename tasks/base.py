@@ -166,6 +166,11 @@ class Task:
         (the expression tasks)."""
         return np.array(problem.solution, dtype=np.float64)
 
+    def random_output(self, inputs, seed: int):
+        """A seeded output of the right type that carries no signal, from the method's inputs
+        only: what the negative control returns (the 0 of the scaled scores)."""
+        raise NotImplementedError(f"task {self.name!r} defines no random_output for the negative control")
+
     def annotate(self, problem: Problem, output) -> dict:
         """Bookkeeping about a scored output (recorded as tags, never ranked). ``uses_true_k``:
         True when the task itself used the true number of domains for this output."""

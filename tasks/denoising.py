@@ -169,6 +169,10 @@ class Denoising(Task):
                          X=shown.toarray().astype(np.float32), var=pd.DataFrame(index=adata.var_names[genes]))
         return Built(inputs=DenoisingInput(view, split), solution=target, scoring=scoring)
 
+    def random_output(self, inputs, seed: int):
+        """The negative control's output: each gene's values permuted across spots."""
+        return np.random.default_rng(seed).permuted(np.asarray(inputs.adata.X, dtype=np.float64), axis=0)
+
     def check_output(self, problem, output):
         return self.check_matrix(output, problem.solution.shape)
 

@@ -131,6 +131,10 @@ class DomainIdentification(Task):
             scoring={"spatial": adata.obsm["spatial"]},
         )
 
+    def random_output(self, inputs, seed: int):
+        """The negative control's output: uniformly random labels among the true number of domains."""
+        return np.random.default_rng(seed).integers(0, inputs.n_domains, size=inputs.adata.n_obs)
+
     def check_output(self, problem, output):
         """Labels in input order, and whether the task clustered them from an embedding."""
         if isinstance(output, dict):

@@ -122,6 +122,10 @@ class GeneImputation(Task):
             scoring={"mask": m, "labels": label_array(adata.obs, spec.label_key)},
         )
 
+    def random_output(self, inputs, seed: int):
+        """The negative control's output: each gene's values permuted across spots."""
+        return np.random.default_rng(seed).permuted(np.asarray(inputs.adata.X, dtype=np.float64), axis=0)
+
     def check_output(self, problem, output):
         return self.check_matrix(output, problem.solution.shape)
 

@@ -88,6 +88,10 @@ class MultisliceIntegration(Task):
             scoring={"batches": adata.obs["slice"].astype(str).to_numpy()},
         )
 
+    def random_output(self, inputs, seed: int):
+        """The negative control's output: a standard-normal 16-dimensional embedding."""
+        return np.random.default_rng(seed).normal(size=(inputs.adata.n_obs, 16))
+
     def check_output(self, problem, output):
         labels = None
         if isinstance(output, dict):

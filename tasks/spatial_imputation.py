@@ -125,6 +125,12 @@ class SpatialImputation(Task):
                      "pixel": pixel, "shape": shape},
         )
 
+    def random_output(self, inputs, seed: int):
+        """The negative control's output: each held-out spot gets the profile of a random observed spot."""
+        rng = np.random.default_rng(seed)
+        X = np.asarray(inputs.observed.X)
+        return X[rng.integers(0, len(X), size=inputs.query.n_obs)]
+
     def check_output(self, problem, output):
         return self.check_matrix(output, problem.solution.shape)
 
