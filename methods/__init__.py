@@ -91,6 +91,18 @@ class Method:
         return self.solvers[task_name](inputs, ctx)
 
 
+def deviations_section(doc: str, until: str | None = None) -> str:
+    """The text after a module docstring's ``Deviations (from ...):`` heading (up to ``until``):
+    an adapter states its deviations once, in its docstring, and the board shows that text."""
+    import re
+
+    found = re.search(r"^Deviations \(.*?\):[ \t]*\n", doc or "", flags=re.M | re.S)
+    if found is None:
+        raise ValueError("no 'Deviations (from ...):' heading in the docstring")
+    text = doc[found.end():]
+    return (text.split(until)[0] if until else text).strip()
+
+
 def resolve_profile(method_name: str, profiles: dict, params: dict) -> dict:
     """A method's named settings profile (``params["profile"]``, e.g. ``fast`` or ``paper``),
     with any non-None per-run parameter of the same key overriding it."""

@@ -17,7 +17,7 @@ Deviations (from SUICA's ``inr_raw`` configuration, which stands in for the FFN 
   frequencies near the spot pitch and the network fits noise between spots).
 """
 
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 from stbench.methods._inr import fit_coordinate_regressor, training_view
 
 PROFILES = {"paper": {"width": 2048, "depth": 12, "lr": 1e-5, "epochs": 2000, "sigma": 10.0},
@@ -31,8 +31,7 @@ ffn = Method(
     paper_url="https://arxiv.org/abs/2006.10739", code_url="https://github.com/Szym29/SUICA", gpu=True,
     smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None},
-    deviations=__doc__.split("Deviations (from SUICA's ``inr_raw`` configuration, which stands in for the FFN "
-                             "row):")[1].strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from torch import nn
 
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 from stbench.methods._graphs import adjacency, block_knn_edges, gcn_weights
 
 PROFILES = {"paper": {"epochs": 600}, "fast": {"epochs": 300}}
@@ -47,7 +47,7 @@ graphst = Method(
     smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None, "k_graph": 3, "latent": 64, "lr": 1e-3, "alpha": 10.0, "beta": 1.0,
             "n_pcs": 20},
-    deviations=__doc__.split("Deviations (from GraphST 1.1.1, as described in the seed-methods notes §4):")[1].strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

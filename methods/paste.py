@@ -31,7 +31,7 @@ Deviations (from paste-bio's ``pairwise_align``):
   neighbour, and the fitted rigid transform moves every spot.
 """
 
-from stbench.methods import Method
+from stbench.methods import Method, deviations_section
 from stbench.methods._fgw import align
 
 paste = Method(
@@ -42,7 +42,7 @@ paste = Method(
     code_url="https://github.com/raphael-group/paste",
     params={"alpha": 0.1, "expression_cost": "kl", "init": "expression", "rescale": "pitch",
             "max_spots": 4000},
-    deviations=__doc__.split("Deviations (from paste-bio's ``pairwise_align``):")[1].strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

@@ -26,7 +26,7 @@ Deviations (from the ``paste2`` package's ``partial_pairwise_align``):
   subsampling as in our PASTE (see its deviations).
 """
 
-from stbench.methods import Method
+from stbench.methods import Method, deviations_section
 from stbench.methods._fgw import align
 
 paste2 = Method(
@@ -38,7 +38,7 @@ paste2 = Method(
     code_url="https://github.com/raphael-group/paste2",
     params={"alpha": 0.5, "overlap": 0.7, "expression_cost": "pca", "init": "expression", "rescale": "median",
             "max_spots": 4000},
-    deviations=__doc__.split("Deviations (from the ``paste2`` package's ``partial_pairwise_align``):")[1].strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stbench.errors import MethodNotApplicable
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 
 PROFILES = {
     "paper": {"features": 32, "blocks": 8, "layers": 4, "growth": 32, "heads": 4, "lr": 1e-4, "steps": 3000 * 4,
@@ -86,7 +86,7 @@ s2s_st = Method(
     paper_url="https://arxiv.org/abs/2507.16886", code_url="https://github.com/flyfyyfyy/S2S-ST", gpu=True,
     smoke={"steps": 2, "stages": 1, "natural_images": False},  # a seconds-long run for the conformance test
     params={"profile": "fast", "stages": 3, "natural_images": True, "steps": None, "per_gene": []},
-    deviations=__doc__.split("Deviations (from the paper and its official code):")[1].strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

@@ -14,7 +14,7 @@ Deviations (SUICA's ``siren.py`` is not in its repository):
   (validation cosine 0.634; 0.633 with 600).
 """
 
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 from stbench.methods._inr import fit_coordinate_regressor, training_view
 
 PROFILES = {"paper": {"width": 2048, "depth": 12, "lr": 1e-5, "epochs": 2000},
@@ -28,7 +28,7 @@ siren = Method(
     paper_url="https://arxiv.org/abs/2006.09661", code_url="https://github.com/vsitzmann/siren", gpu=True,
     smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None},
-    deviations=__doc__.split("Deviations (SUICA's ``siren.py`` is not in its repository):")[1].strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

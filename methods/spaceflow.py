@@ -30,7 +30,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 from stbench.methods._graphs import block_knn_edges
 
 PROFILES = {"paper": {"epochs": 1000}, "fast": {"epochs": 300}}
@@ -46,8 +46,7 @@ spaceflow = Method(
     smoke={"epochs": 2, "min_epochs": 1, "pairs": 1000},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None, "k_graph": 6, "latent": 50, "lr": 1e-3, "strength": 0.1,
             "pairs": 100_000, "patience": 50, "min_epochs": 100},
-    deviations=__doc__.split("Deviations (from SpaceFlow 1.0.4, as described in the seed-methods notes §4):")[1]
-    .strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

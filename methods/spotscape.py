@@ -79,7 +79,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from torch import nn
 
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 from stbench.methods._embedding_alignment import align_pair_by_embedding
 from stbench.methods._graphs import (adjacency, block_radius_edges, gcn_weights, seed_batches, seed_subgraph,
                                      sparse_times_dense, torch_sparse)
@@ -101,8 +101,7 @@ spotscape = Method(
             "drop_edge": 0.2, "drop_feature": 0.2, "tau": 0.75, "sim_k": 5, "weight_decay": 1e-4,
             "radius_spacings": 1.5, "max_neighbors": 50, "n_prototypes": 10, "full_batch_max": 16000,
             "batch_size": 4096, "mnn_k": 50},
-    deviations=__doc__.split("Deviations (from yunhak0/Spotscape, as described in the seed-methods notes §2):")[1]
-    .strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 from stbench.methods._graphs import block_radius_edges
 
 PROFILES = {"paper": {"epochs": 1000}, "fast": {"epochs": 300}}
@@ -62,8 +62,7 @@ stagate = Method(
     smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None, "radius_spacings": 1.5, "max_neighbors": 50, "hidden": 512,
             "latent": 30, "lr": 1e-3, "weight_decay": 1e-4},
-    deviations=__doc__.split("Deviations (from STAGATE_pyG, as described in the seed-methods notes §4):")[1]
-    .split("\n\nVersion 2")[0].strip(),
+    deviations=deviations_section(__doc__, until="\n\nVersion 2"),
 )
 
 

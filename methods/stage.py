@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 from stbench.methods._inr import normalise_coordinates, optimise, predict_rows, training_view
 
 PROFILES = {"paper": {"lr": 1e-3, "epochs": 2000, "batch": 512},
@@ -37,8 +37,7 @@ stage = Method(
     code_url="https://github.com/zhanglabtools/STAGE", gpu=True,
     smoke={"epochs": 2},  # a seconds-long run for the conformance test
     params={"profile": "fast", "epochs": None},
-    deviations=__doc__.split("Deviations (from the STAGE code, zhanglabtools/STAGE as copied in "
-                             "wenwenmin/scstGCN):")[1].strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

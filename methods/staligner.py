@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 from stbench.methods._embedding_alignment import align_pair_by_embedding, mutual_nearest_neighbours
 from stbench.methods._graphs import block_knn_edges
 
@@ -58,8 +58,7 @@ staligner = Method(
     smoke={"warmup_epochs": 1, "triplet_epochs": 1},  # a seconds-long run for the conformance test
     params={"profile": "fast", "warmup_epochs": None, "triplet_epochs": None, "mnn_every": None, "k_graph": 6,
             "mnn_k": 50, "hidden": 512, "latent": 30, "lr": 1e-3, "weight_decay": 1e-4, "margin": 1.0},
-    deviations=__doc__.split("Deviations (from zhoux85/STAligner, as described in the seed-methods notes §4):")[1]
-    .strip(),
+    deviations=deviations_section(__doc__),
 )
 
 

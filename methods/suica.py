@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from sklearn.neighbors import kneighbors_graph
 from torch import nn
 
-from stbench.methods import Method, resolve_profile
+from stbench.methods import Method, deviations_section, resolve_profile
 from stbench.methods._inr import (coordinate_network, inr_for, l1_plus_mse, normalise_coordinates, optimise,
                                   predict_rows, training_view)
 
@@ -88,7 +88,7 @@ suica = Method(
     smoke={"gae_epochs": 2, "inr_epochs": 2, "finetune_epochs": 1},  # a seconds-long run for the conformance test
     params={"profile": "fast", "inr": "auto", "k": 5, "dice_weight": 0.01,
             "gae_epochs": None, "inr_epochs": None, "finetune_epochs": None},
-    deviations=__doc__.split("Deviations (from the paper and its official code):")[1].strip(),
+    deviations=deviations_section(__doc__),
 )
 
 
