@@ -17,7 +17,7 @@ PITCH_UM = 100.0  # the synthetic spot pitch: slices are different samplings of 
 def run(method, problem, **overrides):
     m = METHODS[method]
     ctx = RunContext(0, "cpu", None, {**m.params, **overrides}, "alignment", "rigid",
-                     solution=problem.solution if m.uses_truth else None)
+                     solution=TASK.reference_output(problem) if m.uses_truth else None)
     out = TASK.check_output(problem, m.run("alignment", problem.inputs, ctx))
     return out, {**TASK.checked_scores(problem, out), **TASK.annotate(problem, out)}
 
