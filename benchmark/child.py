@@ -41,7 +41,7 @@ import stbench.methods  # noqa: F401  (discovers the registered adapters)
 import stbench.tasks  # noqa: F401  (the input view classes)
 from stbench.errors import MethodNotApplicable
 from stbench.benchmark.isolation import TRACEBACK_LINES
-from stbench.benchmark.sandbox import restrict_writes
+from stbench.benchmark.sandbox import device_paths, restrict_writes
 
 # Environment variables that could point a method at data, results or the tracking store.
 SCRUBBED_PREFIXES = ("STBENCH_", "MLFLOW_", "RAY_ADDRESS")
@@ -85,7 +85,7 @@ def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int) -> 
     tempfile.tempdir = str(scratch)
     os.chdir(scratch)
     sys.argv = ["stbench-cell"]
-    sandbox = restrict_writes([str(scratch), str(exchange), "/dev"])
+    sandbox = restrict_writes([str(scratch), str(exchange), *device_paths()])
     # The parent polls RSS and kills past the ceiling; this address-space backstop
     # turns a single huge allocation (faster than a poll) into a clean MemoryError.
     if memory_bytes > 0:

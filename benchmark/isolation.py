@@ -266,14 +266,13 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
         if killed:
             res = ChildResult(status=killed[0], error=killed[1], peak_rss_mb=peak_rss / 2**20)
         elif result_file.exists():
-            data = json.loads(result_file.read_text())
-            res = ChildResult(**{k: v for k, v in data.items() if k in ChildResult.__dataclass_fields__})
+            res = child_report(result_file)
             if res.status == "ok":
                 if inputs is None:  # local: read it back here, straight from the file
                     try:
                         with open(exchange / "output.pkl", "rb") as fh:
                             res.output_object = load_output(fh)
-                    except ContractError as err:
+                    except (ContractError, OSError) as err:
                         res.status, res.error = "invalid_output", str(err)
                 else:  # Ray: bytes travel back to the runner
                     res.output = (exchange / "output.pkl").read_bytes()
@@ -292,6 +291,35 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(exchange, ignore_errors=True)
+
+
+CHILD_STATUSES = ("ok", "skipped", "error", "oom")  # what a child may report; timeout is the parent's
+
+
+def child_report(path: Path) -> ChildResult:
+    """The child's result.json, held to what a child may say: a status of the taxonomy (else the
+    cell is an error saying what was reported), numbers as floats, text as short strings. The
+    child runs the method's code, so its report is checked, never trusted as written."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"a {type(data).__name__}, not an object")
+    except (OSError, ValueError) as err:
+        return ChildResult(status="error", error=f"the child's report is unreadable ({err})")
+    status = data.get("status")
+    if status not in CHILD_STATUSES:
+        return ChildResult(status="error", error=f"the child reported status {str(status)[:40]!r}, which is not one "
+                                                 f"of {', '.join(CHILD_STATUSES)}")
+    res = ChildResult(status=status, error=str(data.get("error", ""))[:20000])
+    for name in ("time_method_s", "cpu_time_s", "peak_rss_mb", "peak_gpu_mb"):
+        try:
+            value = float(data.get(name, float("nan")))
+        except (TypeError, ValueError):
+            value = float("nan")
+        setattr(res, name, value if value >= 0 else float("nan"))
+    res.device_name = str(data.get("device_name", "cpu"))[:200]
+    res.sandbox = str(data.get("sandbox", "none"))[:200]
+    return res
 
 
 # -- reading a method's output back ------------------------------------------
@@ -323,3 +351,7 @@ def load_output(data):
     except pickle.UnpicklingError as err:
         raise ContractError(f"the output holds an object of type {err} that is not data. Expected: numpy "
                             "arrays, scipy.sparse matrices, pandas objects, AnnData, or dicts/lists of them") from None
+    except Exception as err:  # noqa: BLE001 - a malformed output is that cell's invalid_output, not the grid's end
+        raise ContractError(f"the output could not be read back ({type(err).__name__}: {str(err)[:300]}). Expected: "
+                            "numpy arrays, scipy.sparse matrices, pandas objects, AnnData, or dicts/lists of them") \
+            from None

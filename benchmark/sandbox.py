@@ -7,10 +7,10 @@ things protect what is already recorded:
   scrubbed, its working directory is its own scratch folder), and
 * on Linux with Landlock (kernel >= 5.13, unprivileged) the child restricts
   itself so that it may create, write, truncate or delete files only under
-  its scratch folder, its exchange folder and ``/dev`` (``/dev/null``; and
-  ``/dev/shm``, which torch and multiprocessing need for shared memory: a
-  method could reach other cells' exchange folders there, but never the
-  results folder). Reads stay allowed: libraries must load.
+  its scratch folder, its exchange folder and the device nodes a method
+  needs (``/dev/null``, ``/dev/zero``, the random devices, a terminal, GPU
+  nodes): not ``/dev/shm`` as a whole, where other cells' exchange folders and
+  the problems' input files live. Reads stay allowed: libraries must load.
 
 Landlock is applied by the child to itself after the fork and cannot be lifted
 again. Where it is not available the cell records ``sandbox = "none"``.
@@ -51,6 +51,17 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
+# Device nodes a method may open for writing (file rules); globs for the GPU nodes.
+DEVICE_WRITES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/pts",
+                 "/dev/nvidia*", "/dev/dri", "/dev/kfd")
+
+
+def device_paths() -> list[str]:
+    import glob
+
+    return [p for pattern in DEVICE_WRITES for p in (glob.glob(pattern) if "*" in pattern else [pattern])]
+
+
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version, or 0 where Landlock cannot be used."""
     if not sys.platform.startswith("linux"):
@@ -88,7 +99,9 @@ def restrict_writes(writable: list[str]) -> str:
                 continue
             fd = os.open(path, _O_PATH | os.O_CLOEXEC)
             try:
-                rule = _PathBeneathAttr(handled, fd)
+                # a file (a device node) takes only the rights that apply to files
+                allowed = handled if os.path.isdir(path) else handled & (_WRITE_FILE | _TRUNCATE)
+                rule = _PathBeneathAttr(allowed, fd)
                 if libc.syscall(_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), 0) != 0:
                     raise OSError(ctypes.get_errno(), f"landlock_add_rule failed for {path}")
             finally:

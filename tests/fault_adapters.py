@@ -163,3 +163,60 @@ def _vandalise(inputs, ctx):
     if not done:
         raise PermissionError("every write into the results folder was refused: " + "; ".join(refused))
     return _mean_prediction(inputs)
+
+
+forger = Method(name="fault_forger", kind="baseline", summary="writes its own result.json, then exits")
+
+
+@forger.solves("spatial_imputation")
+def _forge(inputs, ctx):
+    """Write a report with a status the taxonomy does not have into every exchange folder it can
+    reach, then leave before the child can write the real one."""
+    import glob
+    import json
+    import tempfile
+
+    for folder in glob.glob("/dev/shm/stbench-cell-io-*") + glob.glob(f"{tempfile.gettempdir()}/stbench-cell-io-*"):
+        try:
+            Path(folder, "result.json").write_text(json.dumps({"status": "pwned", "time_method_s": 0.0}))
+        except OSError:
+            pass
+    os._exit(0)
+
+
+shm_vandal = Method(name="fault_shm_vandal", kind="baseline", summary="writes and deletes in /dev/shm")
+
+
+@shm_vandal.solves("spatial_imputation")
+def _shm_vandal(inputs, ctx):
+    """Try to drop a file in /dev/shm and to delete the problems' input files there."""
+    import glob
+
+    done = []
+    try:
+        Path("/dev/shm/stbench-vandal-was-here").write_text("x")
+        done.append("wrote /dev/shm")
+    except OSError:
+        pass
+    for path in glob.glob("/dev/shm/stbench-problems-*/*.pkl"):
+        try:
+            os.unlink(path)
+            done.append(f"deleted {path}")
+        except OSError:
+            pass
+    if done:
+        return _mean_prediction(inputs)
+    raise PermissionError("every write into /dev/shm was refused")
+
+
+class _Boom:
+    def __reduce__(self):
+        return (int, ("not a number",))  # int("not a number") raises ValueError while it is read back
+
+
+bad_pickle = Method(name="fault_bad_pickle", kind="baseline", summary="an output whose reading raises")
+
+
+@bad_pickle.solves("spatial_imputation")
+def _bad_pickle(inputs, ctx):
+    return {"aligned": _Boom()}

@@ -126,6 +126,30 @@ def test_method_cannot_write_into_results(leakcheck, tmp_path):
     assert (kept["status"] == "ok").all() and (kept["attempts"] == 1).all()
 
 
+@pytest.mark.skipif(landlock_abi() < 1, reason="Landlock is not available on this kernel")
+def test_a_child_cannot_forge_its_record_touch_shared_memory_or_stop_the_grid(leakcheck, tmp_path):
+    """The forger writes a "pwned" report and exits; the shm vandal tries to write in /dev/shm and
+    delete the problems' input files; the bad pickle's output raises while it is read back. Each is
+    recorded with a taxonomy status, the results folder stays readable, and the innocent cells
+    after them, which use the same input file, are ok."""
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm here")
+    report = run_benchmark(methods=[faults.forger, faults.shm_vandal, faults.bad_pickle, "negative_control",
+                                    "positive_control", "global_mean"],
+                           tasks=["spatial_imputation"], splits=["random20"], user_datasets=[leakcheck],
+                           results_dir=tmp_path, progress=False)
+    by = report.results.set_index("method")
+    assert by.loc["fault_forger", "status"] == "error" and "pwned" not in set(by["status"])
+    assert "not one of ok, skipped, error, oom" in by.loc["fault_forger", "error"]
+    assert by.loc["fault_shm_vandal", "status"] == "error"
+    assert "every write into /dev/shm was refused" in by.loc["fault_shm_vandal", "error"]
+    assert not Path("/dev/shm/stbench-vandal-was-here").exists()
+    assert by.loc["fault_bad_pickle", "status"] == "invalid_output"
+    assert "could not be read back" in by.loc["fault_bad_pickle", "error"]
+    assert (by.loc[["negative_control", "positive_control", "global_mean"], "status"] == "ok").all()
+    assert len(pd.read_parquet(tmp_path / "results.parquet")) == 6  # the folder is still readable
+
+
 def _grid_args(results: Path) -> list[str]:
     return ["run", "--tasks", "domain_identification", "spatial_imputation", "--splits", "whole_slice",
             "random20", "--methods", "pca_kmeans", "global_mean", "knn_interpolation", "--results", str(results),
