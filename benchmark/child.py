@@ -41,7 +41,7 @@ import stbench.methods  # noqa: F401  (discovers the registered adapters)
 import stbench.tasks  # noqa: F401  (the input view classes)
 from stbench.errors import MethodNotApplicable
 from stbench.benchmark.isolation import TRACEBACK_LINES
-from stbench.benchmark.sandbox import device_paths, restrict_writes
+from stbench.benchmark.sandbox import device_paths, readable_paths, restrict_writes
 
 # Environment variables that could point a method at data, results or the tracking store.
 SCRUBBED_PREFIXES = ("STBENCH_", "MLFLOW_", "RAY_ADDRESS")
@@ -68,8 +68,12 @@ def load_method(ref: str):
     return getattr(module, attr)
 
 
-def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int) -> str:
-    """Own process group, scrubbed environment, scratch cwd, write sandbox, memory backstop."""
+def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int, also_readable: list[str] = ()) -> str:
+    """Own process group, scrubbed environment, scratch cwd, read and write sandbox, memory backstop.
+
+    The cell may read what running the method needs (see ``sandbox.readable_paths``) plus
+    ``also_readable`` (its input file, a method defined in a file), and write only its scratch
+    and exchange folders and device nodes."""
     os.setsid()  # the parent kills the whole group: a method's own subprocesses go too
     # Die with the fork server, which exits when the runner dies (even by SIGKILL):
     # a killed runner leaves no method running on.
@@ -85,7 +89,8 @@ def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int) -> 
     tempfile.tempdir = str(scratch)
     os.chdir(scratch)
     sys.argv = ["stbench-cell"]
-    sandbox = restrict_writes([str(scratch), str(exchange), *device_paths()])
+    sandbox = restrict_writes([str(scratch), str(exchange), *device_paths()],
+                              readable_paths([str(scratch), str(exchange), *also_readable]))
     # The parent polls RSS and kills past the ceiling; this address-space backstop
     # turns a single huge allocation (faster than a poll) into a clean MemoryError.
     if memory_bytes > 0:
@@ -128,7 +133,9 @@ def main(job: dict) -> None:
     result = {"status": "error", "error": "", "time_method_s": float("nan"), "peak_gpu_mb": float("nan"),
               "device_name": "cpu"}
     try:
-        result["sandbox"] = _isolate(scratch, exchange, job["memory_bytes"], job["threads"])
+        ref_file = job["method_ref"].rsplit(":", 1)[0] if ":" in job["method_ref"] else None
+        result["sandbox"] = _isolate(scratch, exchange, job["memory_bytes"], job["threads"],
+                                     [p for p in (job["inputs_path"], ref_file) if p])
         from stbench.methods import RunContext
 
         method = load_method(job["method_ref"])

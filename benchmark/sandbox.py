@@ -29,8 +29,9 @@ _RULE_PATH_BENEATH = 1
 _PR_SET_NO_NEW_PRIVS = 38
 _O_PATH = 0o10000000
 
-# Filesystem access rights (linux/landlock.h). Reads (READ_FILE, READ_DIR,
-# EXECUTE) are deliberately not handled, so they stay allowed everywhere.
+# Filesystem access rights (linux/landlock.h).
+_EXECUTE, _READ_FILE, _READ_DIR = 1 << 0, 1 << 2, 1 << 3
+_READ = _EXECUTE | _READ_FILE | _READ_DIR
 _WRITE_FILE = 1 << 1
 _REMOVE_DIR, _REMOVE_FILE = 1 << 4, 1 << 5
 _MAKE_CHAR, _MAKE_DIR, _MAKE_REG, _MAKE_SOCK, _MAKE_FIFO, _MAKE_BLOCK, _MAKE_SYM = (1 << i for i in range(6, 13))
@@ -73,34 +74,69 @@ def landlock_abi() -> int:
     return max(int(version), 0)
 
 
-def restrict_writes(writable: list[str]) -> str:
-    """Allow file writes only beneath ``writable`` for this process and its children.
+def readable_paths(extra: list[str] = ()) -> list[str]:
+    """What a cell may read: the Python installation and its packages, stbench's own modules
+    (not the folder around them, where a results folder may sit), system libraries and
+    configuration, the kernel's view of this process and of the machine's CPUs and memory, the
+    device nodes, and ``extra`` (the cell's scratch and exchange folders, its input file).
+    Not: the data directories, results folders, home directories, /dev/shm, other processes."""
+    import glob
 
-    Returns the sandbox in force: ``"landlock-abiN"``, or ``"none"`` when the
-    kernel offers no Landlock (the child then runs unrestricted, and says so).
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    paths = set(prefixes)
+    for entry in sys.path:
+        real = os.path.realpath(entry or ".")
+        if os.path.isdir(real) and (any(real.startswith(p + os.sep) or real == p for p in prefixes)
+                                    or os.path.basename(real) in ("site-packages", "dist-packages")):
+            paths.add(real)
+    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the stbench package
+    for name in os.listdir(root):
+        full = os.path.join(root, name)
+        if (os.path.isdir(full) and os.path.exists(os.path.join(full, "__init__.py"))) or \
+                name.endswith((".py", ".json")):
+            paths.add(full)
+    paths.update(["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/sys", "/proc/self",
+                  "/proc/thread-self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/sys",
+                  "/proc/filesystems", "/proc/driver", "/dev/fd"])
+    paths.update(device_paths())
+    paths.update(glob.glob("/usr/local/cuda*"))
+    paths.update(extra)
+    return sorted(p for p in paths if os.path.exists(p))
+
+
+def restrict_writes(writable: list[str], readable: list[str] | None = None) -> str:
+    """Allow file writes only beneath ``writable`` and, when ``readable`` is given, reads only
+    beneath ``writable`` and ``readable``, for this process and its children.
+
+    Returns the sandbox in force: ``"landlock-abiN w"`` (writes restricted), ``"landlock-abiN
+    r+w"`` (reads too), or ``"none"`` when the kernel offers no Landlock (the child then runs
+    unrestricted, and says so).
     """
     abi = landlock_abi()
     if abi < 1:
         return "none"
-    handled = (_WRITE_FILE | _REMOVE_DIR | _REMOVE_FILE | _MAKE_CHAR | _MAKE_DIR | _MAKE_REG | _MAKE_SOCK
-               | _MAKE_FIFO | _MAKE_BLOCK | _MAKE_SYM)
+    write = (_WRITE_FILE | _REMOVE_DIR | _REMOVE_FILE | _MAKE_CHAR | _MAKE_DIR | _MAKE_REG | _MAKE_SOCK
+             | _MAKE_FIFO | _MAKE_BLOCK | _MAKE_SYM)
     if abi >= 2:
-        handled |= _REFER
+        write |= _REFER
     if abi >= 3:
-        handled |= _TRUNCATE
+        write |= _TRUNCATE
+    handled = write | (_READ if readable is not None else 0)
+    file_rights = _WRITE_FILE | _TRUNCATE | _READ_FILE | _EXECUTE
     libc = _libc()
     attr = _RulesetAttr(handled)
     ruleset = libc.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), 0)
     if ruleset < 0:
         return "none"
+    rules = [(p, handled) for p in writable] + [(p, handled & _READ) for p in (readable or [])]
     try:
-        for path in writable:
+        for path, rights in rules:
             if not os.path.exists(path):
                 continue
             fd = os.open(path, _O_PATH | os.O_CLOEXEC)
             try:
-                # a file (a device node) takes only the rights that apply to files
-                allowed = handled if os.path.isdir(path) else handled & (_WRITE_FILE | _TRUNCATE)
+                # a file (a device node, one input file) takes only the rights that apply to files
+                allowed = rights if os.path.isdir(path) else rights & file_rights
                 rule = _PathBeneathAttr(allowed, fd)
                 if libc.syscall(_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), 0) != 0:
                     raise OSError(ctypes.get_errno(), f"landlock_add_rule failed for {path}")
@@ -112,4 +148,4 @@ def restrict_writes(writable: list[str]) -> str:
             raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
     finally:
         os.close(ruleset)
-    return f"landlock-abi{abi}"
+    return f"landlock-abi{abi} {'r+w' if readable is not None else 'w'}"

@@ -170,17 +170,15 @@ forger = Method(name="fault_forger", kind="baseline", summary="writes its own re
 
 @forger.solves("spatial_imputation")
 def _forge(inputs, ctx):
-    """Write a report with a status the taxonomy does not have into every exchange folder it can
-    reach, then leave before the child can write the real one."""
-    import glob
+    """Find its own exchange folder in the child's stack, write a report with a status the taxonomy
+    does not have, then leave before the child can write the real one."""
     import json
-    import tempfile
+    import sys
 
-    for folder in glob.glob("/dev/shm/stbench-cell-io-*") + glob.glob(f"{tempfile.gettempdir()}/stbench-cell-io-*"):
-        try:
-            Path(folder, "result.json").write_text(json.dumps({"status": "pwned", "time_method_s": 0.0}))
-        except OSError:
-            pass
+    frame = sys._getframe()
+    while frame is not None and "exchange" not in frame.f_locals:
+        frame = frame.f_back
+    Path(frame.f_locals["exchange"], "result.json").write_text(json.dumps({"status": "pwned", "time_method_s": 0.0}))
     os._exit(0)
 
 
@@ -220,3 +218,26 @@ bad_pickle = Method(name="fault_bad_pickle", kind="baseline", summary="an output
 @bad_pickle.solves("spatial_imputation")
 def _bad_pickle(inputs, ctx):
     return {"aligned": _Boom()}
+
+
+truth_hunter = Method(name="fault_truth_hunter", kind="baseline", summary="looks for the truth on disk",
+                      params={"targets": []})
+
+
+@truth_hunter.solves("spatial_imputation")
+def _hunt(inputs, ctx):
+    """Try to read every target (a dataset file, a results table, another process's environment and
+    working folder, its parent's): anything read is reported; all refused is a PermissionError."""
+    read = []
+    for target in ctx.params["targets"] + [f"/proc/{os.getppid()}/environ", f"/proc/{os.getppid()}/cwd"]:
+        try:
+            if os.path.isdir(target):
+                read.append(f"{target}: {os.listdir(target)[:3]}")
+            else:
+                with open(target, "rb") as fh:
+                    read.append(f"{target}: {len(fh.read(100))} bytes")
+        except OSError:
+            continue
+    if read:
+        raise RuntimeError("LEAK " + "; ".join(read))
+    raise PermissionError("every read outside the cell was refused")

@@ -150,6 +150,22 @@ def test_a_child_cannot_forge_its_record_touch_shared_memory_or_stop_the_grid(le
     assert len(pd.read_parquet(tmp_path / "results.parquet")) == 6  # the folder is still readable
 
 
+@pytest.mark.skipif(landlock_abi() < 1, reason="Landlock is not available on this kernel")
+def test_a_child_cannot_read_the_data_the_results_or_other_processes(leakcheck, tmp_path, data_dir):
+    """The truth on disk is out of reach: the real dataset files, the results folder, the runner's
+    /proc entries (environment, working folder) and the fork server's all refuse to open."""
+    first = run_benchmark(methods=["negative_control"], tasks=["spatial_imputation"], splits=["random20"],
+                          user_datasets=[leakcheck], results_dir=tmp_path, progress=False)
+    targets = [str(next(data_dir.glob("*.h5ad"))), str(data_dir), str(tmp_path / "results.parquet"), str(tmp_path),
+               f"/proc/{os.getpid()}/environ", f"/proc/{os.getpid()}/cwd", os.path.expanduser("~")]
+    report = run_benchmark(methods=["negative_control", faults.truth_hunter], tasks=["spatial_imputation"],
+                           splits=["random20"], user_datasets=[leakcheck], results_dir=tmp_path, progress=False,
+                           method_params={"fault_truth_hunter": {"targets": targets}})
+    row = report.results.set_index("method").loc["fault_truth_hunter"]
+    assert row["status"] == "error" and "every read outside the cell was refused" in row["error"], row["error"]
+    assert row["sandbox"].endswith("r+w") and first.results["status"].eq("ok").all()
+
+
 def _grid_args(results: Path) -> list[str]:
     return ["run", "--tasks", "domain_identification", "spatial_imputation", "--splits", "whole_slice",
             "random20", "--methods", "pca_kmeans", "global_mean", "knn_interpolation", "--results", str(results),
