@@ -40,11 +40,10 @@ import torch
 import stbench.methods  # noqa: F401  (discovers the registered adapters)
 import stbench.tasks  # noqa: F401  (the input view classes)
 from stbench.errors import MethodNotApplicable
-from stbench.benchmark.isolation import TRACEBACK_LINES
+# SCRUBBED_PREFIXES: variables that could point a method at data, results or the tracking store
+# (the fork server is started without them; scrubbed here again for Ray workers)
+from stbench.benchmark.isolation import SCRUBBED_PREFIXES, TRACEBACK_LINES
 from stbench.benchmark.sandbox import device_paths, readable_paths, restrict_writes
-
-# Environment variables that could point a method at data, results or the tracking store.
-SCRUBBED_PREFIXES = ("STBENCH_", "MLFLOW_", "RAY_ADDRESS")
 
 
 def seed_everything(seed: int) -> None:

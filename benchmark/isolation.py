@@ -79,8 +79,30 @@ def forkserver_context():
         if _context is None:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["stbench.benchmark.child"])
+            _start_scrubbed()
             _context = ctx
         return _context
+
+
+# What a cell must not learn from its environment: where the data and the results are, which
+# tracking server records them, which cluster runs them.
+SCRUBBED_PREFIXES = ("STBENCH_", "MLFLOW_", "RAY_ADDRESS")
+
+
+def _start_scrubbed() -> None:
+    """Start the fork server with those variables removed from the environment it is exec'd
+    with: ``/proc/<pid>/environ`` shows a process's environment as of its exec, so scrubbing
+    ``os.environ`` inside the child alone would leave them readable there. The runner's own
+    environment is restored at once (the variables are taken out only for the exec)."""
+    from multiprocessing import forkserver
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith(SCRUBBED_PREFIXES)}
+    try:
+        for key in saved:
+            del os.environ[key]
+        forkserver.ensure_running()
+    finally:
+        os.environ.update(saved)
 
 
 def _noop():

@@ -296,6 +296,7 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
     if timeout is not None and float(timeout) <= 0:
         raise StbenchError(f"--timeout {timeout} is not positive. Expected a number of seconds > 0")
     report = RunReport(pd.DataFrame())
+    isolation.forkserver_context()  # started here, in one thread, with the scrubbed environment
     warm = threading.Thread(target=lambda: report.timings.__setitem__("startup", isolation.warm_up()), daemon=True)
     warm.start()  # the fork server imports the libraries while the data loads
     store = ResultStore(results_dir)
