@@ -43,7 +43,7 @@ from stbench.errors import MethodNotApplicable
 # SCRUBBED_PREFIXES: variables that could point a method at data, results or the tracking store
 # (the fork server is started without them; scrubbed here again for Ray workers)
 from stbench.benchmark.isolation import SCRUBBED_PREFIXES, TRACEBACK_LINES
-from stbench.benchmark.sandbox import device_paths, readable_paths, restrict_writes
+from stbench.benchmark.sandbox import device_paths, isolate_network, readable_paths, restrict_writes
 
 
 def seed_everything(seed: int) -> None:
@@ -88,8 +88,10 @@ def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int, als
     tempfile.tempdir = str(scratch)
     os.chdir(scratch)
     sys.argv = ["stbench-cell"]
+    network = isolate_network()
     sandbox = restrict_writes([str(scratch), str(exchange), *device_paths()],
                               readable_paths([str(scratch), str(exchange), *also_readable]))
+    sandbox = ", ".join(x for x in (sandbox, network) if x and x != "none") or "none"
     # The parent polls RSS and kills past the ceiling; this address-space backstop
     # turns a single huge allocation (faster than a poll) into a clean MemoryError.
     if memory_bytes > 0:

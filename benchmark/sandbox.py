@@ -74,6 +74,34 @@ def landlock_abi() -> int:
     return max(int(version), 0)
 
 
+_CLONE_NEWNET, _CLONE_NEWUSER = 0x40000000, 0x10000000
+
+
+def isolate_network() -> str:
+    """Move this process into a network namespace of its own: no interface but a downed
+    loopback, so no connection to anything (a tracking server, another cell, the internet).
+    As root a plain ``unshare(CLONE_NEWNET)``; otherwise inside a user namespace that maps this
+    user to itself. Returns "netns", or "" where the kernel refuses both."""
+    if not sys.platform.startswith("linux"):
+        return ""
+    libc = _libc()
+    if libc.unshare(_CLONE_NEWNET) == 0:
+        return "netns"
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+        return ""
+    try:  # the same user inside, so the cell's own folders stay writable
+        with open("/proc/self/setgroups", "w") as fh:
+            fh.write("deny")
+        with open("/proc/self/uid_map", "w") as fh:
+            fh.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as fh:
+            fh.write(f"{gid} {gid} 1")
+    except OSError:
+        pass
+    return "netns"
+
+
 def readable_paths(extra: list[str] = ()) -> list[str]:
     """What a cell may read: the Python installation and its packages, stbench's own modules
     (not the folder around them, where a results folder may sit), system libraries and

@@ -153,17 +153,26 @@ def test_a_child_cannot_forge_its_record_touch_shared_memory_or_stop_the_grid(le
 @pytest.mark.skipif(landlock_abi() < 1, reason="Landlock is not available on this kernel")
 def test_a_child_cannot_read_the_data_the_results_or_other_processes(leakcheck, tmp_path, data_dir):
     """The truth on disk is out of reach: the real dataset files, the results folder, the runner's
-    /proc entries (environment, working folder) and the fork server's all refuse to open."""
+    /proc entries (environment, working folder) and the fork server's all refuse to open; the
+    cell's own environment holds none of the runner's variables; and it cannot connect to a
+    server listening on this machine (its own network namespace)."""
     first = run_benchmark(methods=["negative_control"], tasks=["spatial_imputation"], splits=["random20"],
                           user_datasets=[leakcheck], results_dir=tmp_path, progress=False)
     targets = [str(next(data_dir.glob("*.h5ad"))), str(data_dir), str(tmp_path / "results.parquet"), str(tmp_path),
                f"/proc/{os.getpid()}/environ", f"/proc/{os.getpid()}/cwd", os.path.expanduser("~")]
-    report = run_benchmark(methods=["negative_control", faults.truth_hunter], tasks=["spatial_imputation"],
-                           splits=["random20"], user_datasets=[leakcheck], results_dir=tmp_path, progress=False,
-                           method_params={"fault_truth_hunter": {"targets": targets}})
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    try:
+        report = run_benchmark(methods=["negative_control", faults.truth_hunter], tasks=["spatial_imputation"],
+                               splits=["random20"], user_datasets=[leakcheck], results_dir=tmp_path, progress=False,
+                               method_params={"fault_truth_hunter": {"targets": targets,
+                                                                     "ports": [server.getsockname()[1]]}})
+    finally:
+        server.close()
     row = report.results.set_index("method").loc["fault_truth_hunter"]
     assert row["status"] == "error" and "every read outside the cell was refused" in row["error"], row["error"]
-    assert row["sandbox"].endswith("r+w") and first.results["status"].eq("ok").all()
+    assert row["sandbox"] == "landlock-abi%d r+w, netns" % landlock_abi() and first.results["status"].eq("ok").all()
 
 
 def _grid_args(results: Path) -> list[str]:
