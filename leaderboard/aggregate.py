@@ -135,11 +135,16 @@ def task_scores(scaled: pd.DataFrame, clip: bool = False) -> pd.DataFrame:
 
 
 def method_info(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method: kind, flags, and its cells by outcome."""
-    info = table.groupby("method").agg(kind=("method_kind", "first"), uses_truth=("uses_truth", "any"),
-                                       uses_true_k=("uses_true_k", "any"), cells=("status", "size"),
-                                       failed=("status", lambda s: int(s.isin(FAILED).sum())),
-                                       skipped=("status", lambda s: int((s == "skipped").sum())))
+    """Per method: kind, flags, its cells by outcome, and how many of its cells ran with no
+    sandbox in force (``sandbox`` = none: a kernel without Landlock), which the board shows."""
+    sandbox = table["sandbox"].astype(str) if "sandbox" in table else pd.Series("recorded", index=table.index)
+    unsandboxed = table.assign(_none=table["status"].isin(("ok",) + FAILED) & sandbox.isin(("", "none")))
+    info = unsandboxed.groupby("method").agg(kind=("method_kind", "first"), uses_truth=("uses_truth", "any"),
+                                             uses_true_k=("uses_true_k", "any"), cells=("status", "size"),
+                                             failed=("status", lambda s: int(s.isin(FAILED).sum())),
+                                             skipped=("status", lambda s: int((s == "skipped").sum())),
+                                             unsandboxed=("_none", "sum"))
+    info["unsandboxed"] = info["unsandboxed"].astype(int)
     return info
 
 

@@ -134,8 +134,13 @@ def overview_page(board: Board, shown: list[str]) -> None:
     table = board.overview(shown)
     _show_table(table, "overview_table", all_rows=True)
     st.caption("Per task: rank (complete methods only), score and cells recorded of the task's cells. "
-               "uses true k: the method was given the true number of domains. Rank stability per task is on "
-               "each task's page.")
+               "uses true k: the method was given the true number of domains. unsandboxed: cells that ran "
+               "without a sandbox (a kernel without Landlock), whose method could have read the truth. Rank "
+               "stability per task is on each task's page.")
+    loose = table[table["unsandboxed"] > 0] if "unsandboxed" in table else table.iloc[:0]
+    if len(loose):
+        st.warning(f"{len(loose)} method(s) have cells that ran without a sandbox: "
+                   + ", ".join(f"{m} ({n})" for m, n in zip(loose["method"], loose["unsandboxed"])))
     descriptions = task_descriptions(board)
     if descriptions:
         with st.expander("What each task measures"):

@@ -174,7 +174,7 @@ class Board:
             out[f"{task} rank"] = _rerank(part["score"].where(part["rank"].notna()), methods)
             out[f"{task} score"] = part["score"]
             out[f"{task} cells"] = [_cells(part, m) for m in out.index]
-        for col in ("cells", "failed", "skipped"):
+        for col in ("cells", "failed", "skipped", "unsandboxed"):
             out[col] = ov[col]
         out["device"] = self.methods["device"]
         out["uses true k"] = ov["uses_true_k"]

@@ -177,3 +177,13 @@ def test_declared_metrics_keep_bookkeeping_out_of_the_scores(table):
     assert metric_columns(t, declared) == ["ari", "nmi", "mae"]
     assert "n_clusters" in metric_columns(t)
     assert set(long_scores(t, declared)["metric"]) == {"ari", "nmi", "mae"}
+
+
+def test_cells_that_ran_without_a_sandbox_are_counted_per_method(table):
+    from stbench.leaderboard.aggregate import method_info
+
+    t = table.assign(sandbox="landlock-abi7 r+w, netns")
+    t.loc[(t["method"] == "B"), "sandbox"] = "none"
+    info = method_info(t)
+    assert info.loc["B", "unsandboxed"] == 3 and info.loc["A", "unsandboxed"] == 0
+    assert info.loc["C", "unsandboxed"] == 0  # a skipped cell ran nothing
