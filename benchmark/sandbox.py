@@ -1,19 +1,22 @@
-"""Keep a method's child process from writing outside its scratch folder.
+"""Keep a method's child process from reading the truth, writing outside its folders, or talking
+to anything.
 
-The child runs the method's code, which the benchmark does not control. Two
-things protect what is already recorded:
+The child runs the method's code, which the benchmark does not control:
 
-* the child is never told where the results live (its environment is
-  scrubbed, its working directory is its own scratch folder), and
-* on Linux with Landlock (kernel >= 5.13, unprivileged) the child restricts
-  itself so that it may create, write, truncate or delete files only under
-  its scratch folder, its exchange folder and the device nodes a method
-  needs (``/dev/null``, ``/dev/zero``, the random devices, a terminal, GPU
-  nodes): not ``/dev/shm`` as a whole, where other cells' exchange folders and
-  the problems' input files live. Reads stay allowed: libraries must load.
+* it is never told where the data or the results live (the fork server is started without
+  those variables, the child's working directory is its own scratch folder);
+* on Linux with Landlock (kernel >= 5.13, unprivileged) the child restricts itself so that it
+  may read only what running a method needs (:func:`readable_paths`: the Python installation,
+  stbench's modules, system libraries, its own /proc entry, device nodes, its own files) and
+  create, write, truncate or delete files only under its scratch folder, its exchange folder
+  and the device nodes a method needs (``/dev/null``, the random devices, a terminal, GPU
+  nodes): not ``/dev/shm``, where other cells' exchange folders and the problems' input files
+  live;
+* :func:`isolate_network` moves it into a network namespace of its own.
 
-Landlock is applied by the child to itself after the fork and cannot be lifted
-again. Where it is not available the cell records ``sandbox = "none"``.
+Both are applied by the child to itself after the fork and cannot be lifted again. What was in
+force is the cell's ``sandbox`` column (``landlock-abi7 r+w, netns``; ``none`` where the kernel
+offers neither).
 """
 
 from __future__ import annotations
