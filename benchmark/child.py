@@ -85,6 +85,9 @@ def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int, als
             del os.environ[key]
     for key in ("TMPDIR", "TEMP", "TMP", "MPLCONFIGDIR", "NUMBA_CACHE_DIR", "XDG_CACHE_HOME"):
         os.environ[key] = str(scratch)
+    # joblib counts physical cores by running lscpu, which the read sandbox stops (and warns on every
+    # KMeans); the cell's own thread budget is the right answer anyway
+    os.environ["LOKY_MAX_CPU_COUNT"] = str(max(1, threads))
     tempfile.tempdir = str(scratch)
     os.chdir(scratch)
     sys.argv = ["stbench-cell"]
