@@ -46,6 +46,15 @@ from stbench.benchmark.isolation import SCRUBBED_PREFIXES, TRACEBACK_LINES
 from stbench.benchmark.sandbox import device_paths, isolate_network, readable_paths, restrict_writes
 
 
+try:  # joblib probes the physical cores with lscpu, which a sandboxed cell may not run: probe once
+    # here, in the fork server, so every cell inherits the cached answer (and no warning per KMeans)
+    from joblib.externals.loky.backend.context import cpu_count as _loky_cpu_count
+
+    _loky_cpu_count(only_physical_cores=True)
+except Exception:  # noqa: BLE001 - only a cache warm-up
+    pass
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -85,9 +94,6 @@ def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int, als
             del os.environ[key]
     for key in ("TMPDIR", "TEMP", "TMP", "MPLCONFIGDIR", "NUMBA_CACHE_DIR", "XDG_CACHE_HOME"):
         os.environ[key] = str(scratch)
-    # joblib counts physical cores by running lscpu, which the read sandbox stops (and warns on every
-    # KMeans); the cell's own thread budget is the right answer anyway
-    os.environ["LOKY_MAX_CPU_COUNT"] = str(max(1, threads))
     tempfile.tempdir = str(scratch)
     os.chdir(scratch)
     sys.argv = ["stbench-cell"]
