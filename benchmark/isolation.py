@@ -78,7 +78,7 @@ def forkserver_context():
     with _context_lock:
         if _context is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["stbench.benchmark.child"])
+            ctx.set_forkserver_preload(["stbench.benchmark.forkserver_init", "stbench.benchmark.child"])
             _start_scrubbed()
             _context = ctx
         return _context
@@ -118,6 +118,37 @@ def _child_entry(payload: dict, done) -> None:
     done.close()
 
 
+def reap_orphans() -> int:
+    """Kill what cells left behind: the fork server is a child subreaper (forkserver_init), so a
+    process a method detached (double fork, ``setsid``) becomes its child when its own parent
+    exits. Any child of the fork server that is not a running cell is such an orphan: it and its
+    descendants are killed. Runs under the start lock, so a cell being started is never taken for
+    one. Returns how many processes were killed."""
+    from multiprocessing import forkserver
+
+    server_pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if not server_pid:
+        return 0
+    killed = 0
+    with _start_lock:
+        try:
+            orphans = [p for p in psutil.Process(server_pid).children() if p.pid not in _active]
+        except psutil.Error:
+            return 0
+        for proc in orphans:
+            try:
+                family = [proc] + proc.children(recursive=True)
+            except psutil.Error:
+                continue
+            for p in family:
+                try:
+                    p.kill()
+                    killed += 1
+                except psutil.Error:
+                    pass
+    return killed
+
+
 def _start(proc) -> None:
     """Start a child without re-running the runner's main script in it.
 
@@ -133,6 +164,7 @@ def _start(proc) -> None:
         sys.modules["__main__"] = _BLANK_MAIN
         try:
             proc.start()
+            _active.add(proc.pid)  # under the lock: reap_orphans never mistakes a starting cell for an orphan
         finally:
             sys.modules["__main__"] = main
 
@@ -143,6 +175,7 @@ def warm_up() -> float:
     p = forkserver_context().Process(target=_noop)
     _start(p)
     p.join()
+    _active.discard(p.pid)
     return time.perf_counter() - start
 
 
@@ -245,7 +278,6 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
         start = time.perf_counter()
         _start(proc)
         done_w.close()
-        _active.add(proc.pid)
         start_rss = float("nan")
         try:
             watcher = psutil.Process(proc.pid)
@@ -282,8 +314,11 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
         wall = time.perf_counter() - start
         done_r.close()
         _active.discard(proc.pid)
-        # What is left of the group: the exiting child, and subprocesses a method forked and left.
+        # What is left of the group: the exiting child, and subprocesses a method forked and left;
+        # then whatever it detached from the group (a setsid daemon), re-parented to the fork server.
         _kill_group(proc.pid, alive=False)
+        proc.join(timeout=5)
+        reap_orphans()
         result_file = exchange / "result.json"
         if killed:
             res = ChildResult(status=killed[0], error=killed[1], peak_rss_mb=peak_rss / 2**20)

@@ -252,3 +252,21 @@ def _hunt(inputs, ctx):
     if read:
         raise RuntimeError("LEAK " + "; ".join(read))
     raise PermissionError("every read outside the cell was refused")
+
+
+daemon = Method(name="fault_daemon", kind="baseline", summary="leaves a detached process behind",
+                params={"marker": "stbench-daemon"})
+
+
+@daemon.solves("spatial_imputation")
+def _daemonise(inputs, ctx):
+    """Double-fork a setsid'd sleeper (out of the cell's process group), then answer normally."""
+    import sys
+
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", ctx.params["marker"]])
+        os._exit(0)
+    time.sleep(1.0)  # the sleeper is running, detached, when the cell ends
+    return _mean_prediction(inputs)

@@ -175,6 +175,21 @@ def test_a_child_cannot_read_the_data_the_results_or_other_processes(leakcheck, 
     assert row["sandbox"] == "landlock-abi%d r+w, netns" % landlock_abi() and first.results["status"].eq("ok").all()
 
 
+def test_nothing_a_cell_started_outlives_it(leakcheck, tmp_path):
+    """A double-forked, setsid daemon escapes the cell's process group, is re-parented to the fork
+    server (a child subreaper) and is killed when the cell ends; the cell itself is ok."""
+    import psutil
+
+    marker = f"stbench-daemon-{uuid.uuid4().hex}"
+    report = run_benchmark(methods=["negative_control", faults.daemon], tasks=["spatial_imputation"],
+                           splits=["random20"], user_datasets=[leakcheck], results_dir=tmp_path, progress=False,
+                           method_params={"fault_daemon": {"marker": marker}})
+    assert report.results.set_index("method").loc["fault_daemon", "status"] == "ok"
+    time.sleep(0.5)
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+    assert left == [], f"processes the cell left running: {left}"
+
+
 def _grid_args(results: Path) -> list[str]:
     return ["run", "--tasks", "domain_identification", "spatial_imputation", "--splits", "whole_slice",
             "random20", "--methods", "pca_kmeans", "global_mean", "knn_interpolation", "--results", str(results),
