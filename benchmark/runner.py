@@ -142,7 +142,26 @@ class _Grid:
         self.tmp = Path(tempfile.mkdtemp(prefix="stbench-problems-", dir=isolation.exchange_root()))
         self.commit, self.versions = git_commit(), json.dumps(library_versions(), sort_keys=True)
         self.lock = threading.Lock()
-        self.split_arrays: dict[tuple, dict] = {}  # problem key -> its split, computed once for its key
+        # problem key -> its split's arrays, computed for its cell key and kept to build the problem,
+        # within a memory budget (a grid's splits together can be gigabytes: denoising's thinned counts)
+        self.split_arrays: dict[tuple, dict] = {}
+        self.split_bytes = 0
+
+    SPLIT_BUDGET_BYTES = 256 * 2**20
+
+    def keep_split(self, pkey: tuple, arrays: dict) -> None:
+        """Keep a split's arrays for building its problem if they fit the budget; else the problem
+        recomputes them (cheap by design, only memory is saved)."""
+        size = sum(getattr(a, "nbytes", 0) for a in arrays.values())
+        if self.split_bytes + size <= self.SPLIT_BUDGET_BYTES:
+            self.split_arrays[pkey] = arrays
+            self.split_bytes += size
+
+    def take_split(self, pkey: tuple) -> dict | None:
+        arrays = self.split_arrays.pop(pkey, None)
+        if arrays is not None:
+            self.split_bytes -= sum(getattr(a, "nbytes", 0) for a in arrays.values())
+        return arrays
 
     def dataset(self, name: str) -> Dataset:
         if name not in self.loaded:
@@ -156,7 +175,7 @@ class _Grid:
         task, dataset, instance, split, seed = pkey
         t0 = time.perf_counter()
         problem = get_task(task).make_problem(self.dataset(dataset), instance, split, seed,
-                                              arrays=self.split_arrays.pop(pkey, None))
+                                              arrays=self.take_split(pkey))
         problem_id = uuid.uuid4().hex
         path = self.tmp / f"{problem_id}.pkl"
         with open(path, "wb") as fh:
@@ -320,7 +339,7 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
                 ds = grid.dataset(cell.dataset)
                 # computed once per problem: hashed here for the keys, reused to build the problem
                 arrays = get_task(cell.task).make_split(ds, cell.instance, cell.split, cell.seed)
-                grid.split_arrays[pk] = arrays
+                grid.keep_split(pk, arrays)
                 split_sha[pk] = (ds.sha256, hash_arrays(*arrays.values()))
             keys[cell] = cell_key(cell, *split_sha[pk], by_name[cell.method], params[cell.method])
         recorded = {} if force else store.statuses()
@@ -331,6 +350,8 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
                 bar.done("cached")
             else:
                 groups.setdefault(cell.problem_key, []).append(cell)
+        for pk in [pk for pk in grid.split_arrays if pk not in groups]:
+            grid.take_split(pk)  # every cell of it is recorded: no problem will be built
         if groups:
             warm.join()  # startup time is then measured on its own, not charged to the first cell
         deferred = _run_groups(grid, groups, keys, force, jobs)

@@ -134,6 +134,11 @@ def task_scores(scaled: pd.DataFrame, clip: bool = False) -> pd.DataFrame:
     return per_ds.groupby(["task", "method"]).mean().rename("score").reset_index()
 
 
+def last_line(text) -> str:
+    """The last non-blank line of an error (a traceback's: the exception), for one-line reasons."""
+    return next((ln.strip() for ln in reversed(str(text or "").strip().splitlines()) if ln.strip()), "")
+
+
 def method_info(table: pd.DataFrame) -> pd.DataFrame:
     """Per method: kind, flags, its cells by outcome, and how many of its cells ran with no
     sandbox in force (``sandbox`` = none: a kernel without Landlock), which the board shows."""
@@ -195,16 +200,18 @@ def task_ranking(table: pd.DataFrame, scaled: pd.DataFrame | None = None) -> pd.
     return scores.drop(columns="_order").reset_index(drop=True)
 
 
-def overall_ranking(table: pd.DataFrame, scaled: pd.DataFrame | None = None) -> pd.DataFrame:
+def overall_ranking(table: pd.DataFrame, scaled: pd.DataFrame | None = None,
+                    ranking: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per method: the number of tasks it is complete on and, only for methods complete on
     every task in the table (and only when there are two or more), the mean of its clipped
     task scores and a rank. Ranking methods that solve different tasks against each other
-    would compare, say, an alignment method with a denoiser: no score is given then."""
+    would compare, say, an alignment method with a denoiser: no score is given then.
+    ``ranking`` (``task_ranking(table, scaled)``) may be passed in when the caller has it."""
     scaled = scale(long_scores(table)) if scaled is None else scaled
+    ranking = task_ranking(table, scaled) if ranking is None else ranking
     per_task = task_scores(scaled, clip=True)
-    cov = coverage(table)
     n_tasks = table["task"].nunique()
-    complete = cov[cov["complete"]].groupby("method").size().rename("tasks")
+    complete = ranking[ranking["complete"]].groupby("method").size().rename("tasks")
     out = method_info(table).join(complete).fillna({"tasks": 0})
     out["tasks"] = out["tasks"].astype(int)
     everywhere = out.index[(out["tasks"] == n_tasks)] if n_tasks > 1 else pd.Index([])
@@ -216,7 +223,7 @@ def overall_ranking(table: pd.DataFrame, scaled: pd.DataFrame | None = None) -> 
 
 
 def rank_stability(table: pd.DataFrame, n_boot: int = 200, seed: int = 0,
-                   scaled: pd.DataFrame | None = None) -> pd.DataFrame:
+                   scaled: pd.DataFrame | None = None, ranking: pd.DataFrame | None = None) -> pd.DataFrame:
     """How stable each task's ranks are: resample datasets (within each split) and, for each
     drawn dataset, seeds with replacement; recompute the task's ranking each time.
 
@@ -227,7 +234,7 @@ def rank_stability(table: pd.DataFrame, n_boot: int = 200, seed: int = 0,
     once, so 200 resamples of a 10,000-cell table take milliseconds.
     """
     scaled = scale(long_scores(table)) if scaled is None else scaled
-    observed = task_ranking(table, scaled).dropna(subset=["rank"])
+    observed = (task_ranking(table, scaled) if ranking is None else ranking).dropna(subset=["rank"])
     prim = _primary(scaled)
     # one value per (task, split, dataset, method, seed): the unit resampled
     unit = prim.groupby(["task", "split", "dataset", "method", "seed"])["scaled"].mean().reset_index()

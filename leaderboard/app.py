@@ -24,6 +24,7 @@ recorded numbers, metadata and PNG artifacts inside the results folder.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -36,7 +37,7 @@ import streamlit as st
 from stbench.errors import StbenchError
 from stbench.leaderboard import RESULTS_ENV, aggregate
 from stbench.leaderboard.tables import (VIEWS, Board, cell_count, default_view, failed_cells, filter_cells,
-                                        load_results, task_descriptions, variants)
+                                        format_number, load_results, task_descriptions, variants)
 
 PAGES = ("Overview", "Tasks", "Methods", "Regression")
 SCALE_NOTE = ("Scaled scores: negative control = 0, positive control = 1, per task, split, dataset and metric "
@@ -76,21 +77,13 @@ def _column_config(df: pd.DataFrame) -> dict:
     return config
 
 
-def _is_count(column: str) -> bool:
-    return column == "rank" or column.endswith(" rank") or column.endswith("(%)")
-
-
 def for_reading(df: pd.DataFrame):
-    """The grid a reader sees: numbers rounded to the shown precision without a "-0.000" (the
-    numbers stay numbers, so a click on a header still sorts by value)."""
-    out = df.copy()
-    formats = {}
-    for c in out.columns:
-        if pd.api.types.is_float_dtype(out[c]):
-            digits = 0 if _is_count(c) else 3
-            out[c] = out[c].round(digits) + 0.0  # + 0.0 turns -0.0 into 0.0
-            formats[c] = "{:.0f}" if digits == 0 else "{:.3f}"
-    return out.style.format(formats, na_rep="")
+    """The grid a reader sees: each number formatted as the exports format it (``format_number``:
+    integer ranks, no "-0.000"), while the values underneath stay numbers, so a click on a header
+    still sorts by value."""
+    formats = {c: functools.partial(format_number, column=c) for c in df.columns
+               if pd.api.types.is_float_dtype(df[c])}
+    return df.style.format(formats, na_rep="")
 
 
 def _show_table(df: pd.DataFrame, key: str, all_rows: bool = False) -> None:

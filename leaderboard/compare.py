@@ -35,7 +35,7 @@ import pandas as pd
 from stbench.benchmark.store import FAILED
 from stbench.errors import StbenchError
 from stbench.manifest import parse_variant
-from stbench.leaderboard.aggregate import declared_metrics, metric_columns, metric_info, primary_metrics
+from stbench.leaderboard.aggregate import declared_metrics, last_line, metric_columns, metric_info, primary_metrics
 
 PAIR = ["task", "split", "dataset", "instance", "seed"]
 
@@ -115,10 +115,6 @@ def _num(value: float, fmt: str) -> str:
     return format(value, fmt) if np.isfinite(value) else ""
 
 
-def _last_line(text) -> str:
-    return next((ln.strip() for ln in reversed(str(text or "").strip().splitlines()) if ln.strip()), "")
-
-
 def _one_method(side: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
     """A results file holds the controls too: keep the method the other side is about."""
     if other["method"].nunique() == 1 and side["method"].nunique() > 1:
@@ -163,8 +159,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, catalog: dict | None = None) -> Co
         b_status = b.drop_duplicates(keys, keep="last")
     merged = a_ok[keys + metrics].merge(b_ok[keys + metrics], on=keys, suffixes=("_a", "_b"))
     failures = _failures(a_ok, b_ok, b_status, keys)
-    recovered = a[a["status"].isin(FAILED)][keys].drop_duplicates().merge(b_ok[keys], on=keys) if \
-        set(keys) <= set(a.columns) else pd.DataFrame()
+    recovered = a[a["status"].isin(FAILED)][keys].drop_duplicates().merge(b_ok[keys], on=keys)
     rows = []
     for task in sorted(set(merged["task"]) | set(failures["task"])):
         part = merged[merged["task"] == task]
@@ -207,7 +202,7 @@ def _failures(a_ok: pd.DataFrame, b_ok: pd.DataFrame, b_status: pd.DataFrame, ke
     out = missing.merge(b_status[keys + extra], on=keys, how="left")
     out["status_b"] = out["status"].fillna("missing") if "status" in out else "missing"
     errors = out["error"] if "error" in out else pd.Series("", index=out.index)
-    out["reason"] = [_last_line(e) if s != "missing" and _last_line(e) else
+    out["reason"] = [last_line(e) if s != "missing" and last_line(e) else
                      ("not recorded in B" if s == "missing" else f"recorded {s} in B")
                      for s, e in zip(out["status_b"], errors.fillna(""))]
     for k in PAIR:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from stbench import __version__
 from stbench.errors import StbenchError
-from stbench.leaderboard.tables import VIEWS, Board, failed_cells, task_descriptions
+from stbench.leaderboard.tables import VIEWS, Board, failed_cells, format_number, task_descriptions
 
 KIND_COLOURS = {"seed": "#4c78a8", "peer": "#f58518", "baseline": "#54a24b", "control": "#9d9d9d"}
 CSS = """
@@ -57,31 +57,16 @@ def readable(df: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_bool_dtype(values):
             out[col] = values.map(lambda v: "yes" if v else "")
         elif pd.api.types.is_numeric_dtype(values):
-            out[col] = values.map(lambda v, c=col: _number(v, c))
+            out[col] = values.map(lambda v, c=col: format_number(v, c))
         else:
             out[col] = values.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
     return out
 
 
-def _number(v, col: str) -> str:
-    if v is None or not np.isfinite(v):
-        return ""
-    if col == "rank" or col.endswith(" rank") or col in ("cells", "failed", "skipped", "tasks", "n seeds", "attempts",
-                                                          "seed"):
-        return str(int(round(v)))
-    if col.endswith("(%)"):
-        return f"{v:.0f} %"
-    if col.endswith("(s)"):
-        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-    if col.endswith("(MB)"):
-        return f"{v:.0f}"
-    return f"{v + 0.0:.3f}".replace("-0.000", "0.000")
-
-
 def _pm(m, s) -> str:
     if pd.isna(m):
         return ""
-    return _number(m, "") if pd.isna(s) else f"{_number(m, '')} ± {_number(s, '')}"
+    return format_number(m, "") if pd.isna(s) else f"{format_number(m, '')} ± {format_number(s, '')}"
 
 
 # ---------------------------------------------------------------- provenance

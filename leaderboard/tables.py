@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from stbench.errors import StbenchError
@@ -121,11 +122,11 @@ class Board:
 
     @cached_property
     def overall_ranking(self) -> pd.DataFrame:
-        return aggregate.overall_ranking(self.table, self.scaled)
+        return aggregate.overall_ranking(self.table, self.scaled, self.task_ranking)
 
     @cached_property
     def rank_stability(self) -> pd.DataFrame:
-        return aggregate.rank_stability(self.table, scaled=self.scaled)
+        return aggregate.rank_stability(self.table, scaled=self.scaled, ranking=self.task_ranking)
 
     @cached_property
     def costs(self) -> pd.DataFrame:
@@ -236,7 +237,9 @@ class Board:
         g = rows.groupby(["method", "dataset", "split", "instance"])[value]
         summ = pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1)}).reset_index()
         summ["column"] = summ["dataset"] + " · " + summ["split"] + " · " + summ["instance"].astype(str)
-        order = self.task_table(task, methods=methods)["method"]
+        order = self.task_ranking.loc[self.task_ranking["task"] == task, "method"]  # ranked, incomplete, controls
+        if methods is not None:
+            order = order[order.isin(methods)]
         out = pd.DataFrame(index=pd.Index(order, name="method"))
         for col, part in summ.groupby("column", sort=True):
             part = part.set_index("method")
@@ -307,8 +310,7 @@ def failed_cells(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame
     failed = table[table["status"].isin(FAILED)]
     if method is not None:
         failed = failed[failed["method"] == method]
-    reason = failed["error"].astype(str).map(lambda e: next((ln for ln in reversed(e.strip().splitlines())
-                                                             if ln.strip()), ""))
+    reason = failed["error"].map(aggregate.last_line)
     return failed.assign(reason=reason)[["task", "split", "dataset", "instance", "method", "seed", "status",
                                          "reason", "attempts"]].reset_index(drop=True)
 
@@ -364,6 +366,27 @@ def write_csv_tables(tables: dict[str, pd.DataFrame], path: str | Path) -> list[
         df.to_csv(target, index=False)
         written.append(target)
     return written
+
+
+COUNT_COLUMNS = ("cells", "failed", "skipped", "unsandboxed", "tasks", "n seeds", "attempts", "seed")
+
+
+def format_number(value, column: str) -> str:
+    """How a number of ``column`` reads, on the app's grids and in the exports alike: integer
+    ranks and counts, "68 %", seconds to 3 significant digits, whole megabytes, other values to
+    3 decimals without a "-0.000"; a blank where there is no value."""
+    if value is None or not np.isfinite(value):
+        return ""
+    if column == "rank" or column.endswith(" rank") or column in COUNT_COLUMNS:
+        return str(int(round(value)))
+    if column.endswith("(%)"):
+        return f"{value:.0f} %"
+    if column.endswith("(s)"):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    if column.endswith("(MB)"):
+        return f"{value:.0f}"
+    text = f"{value:.3f}"
+    return "0.000" if text == "-0.000" else text
 
 
 def cell_count(table: pd.DataFrame) -> dict[str, int]:
