@@ -11,8 +11,9 @@ once into ``manifest.json`` beside this module (``python -m stbench.manifest
 and the code disagree), and read from there.
 
 Adapters installed through the ``stbench.methods`` entry point are not in the
-file: their metadata is read in a child process that imports only them, so
-the asking process never runs their code.
+file: their metadata is read in a child process that sandboxes itself first (the
+same restrictions as a cell: no data, no results, no network, no signals) and
+reports plain JSON, so the asking process never runs their code.
 """
 
 from __future__ import annotations
@@ -55,6 +56,26 @@ def write() -> Path:
     return MANIFEST
 
 
+# The discovery child: sandbox itself (sandbox.py), then import the plugins and print their metadata.
+_DISCOVERY = """
+import json, sys
+from stbench import sandbox
+scratch = sys.argv[1]
+sandbox.enter_namespaces()
+sandbox.restrict_writes([scratch, *sandbox.device_paths()], sandbox.readable_paths([scratch]))
+from stbench.methods import METHODS, UNAVAILABLE, discover_plugins
+from stbench import manifest
+discover_plugins()
+builtin = manifest.load()['methods']
+out = {n: m.metadata() for n, m in METHODS.items() if n not in builtin}
+out.update({n: {'unavailable': why, 'kind': 'unavailable', 'version': '', 'tasks': [], 'params': {},
+                'summary': 'unavailable: ' + why} for n, why in UNAVAILABLE.items()})
+sys.stdout.write("\\n" + MARK + json.dumps(out, default=str) + "\\n")
+"""
+MARK = "stbench-plugin-metadata:"
+PLUGIN_KINDS = ("baseline", "seed", "peer")  # a plugin is never a control: it never receives the truth
+
+
 @lru_cache(maxsize=1)
 def plugin_methods() -> dict:
     """Metadata of the adapters installed through the entry point, read in a child process
@@ -62,17 +83,42 @@ def plugin_methods() -> dict:
     with ``unavailable`` (the reason) and kind "unavailable"."""
     if not list(entry_points(group=PLUGIN_GROUP)):
         return {}
-    code = ("import json, sys\nfrom stbench.methods import METHODS, UNAVAILABLE\nfrom stbench import manifest\n"
-            "builtin = manifest.load()['methods']\n"
-            "out = {n: m.metadata() for n, m in METHODS.items() if n not in builtin}\n"
-            "out.update({n: {'unavailable': why, 'kind': 'unavailable', 'version': '', 'tasks': [], 'params': {},\n"
-            "            'summary': 'unavailable: ' + why} for n, why in UNAVAILABLE.items()})\n"
-            "json.dump(out, sys.stdout, default=str)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="stbench-discover-") as scratch:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STBENCH_", "MLFLOW_", "RAY_ADDRESS"))}
+        out = subprocess.run([sys.executable, "-c", f"MARK = {MARK!r}\n" + _DISCOVERY, scratch],
+                             capture_output=True, text=True, timeout=600, cwd=scratch, env=env)
+    lines = [line for line in out.stdout.splitlines() if line.startswith(MARK)]
+    if out.returncode != 0 or not lines:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
         raise StbenchError(f"could not read the installed method plugins ({PLUGIN_GROUP} entry points): {last}")
-    return json.loads(out.stdout)
+    try:
+        reported = json.loads(lines[-1][len(MARK):])
+    except json.JSONDecodeError as err:
+        raise StbenchError(f"the installed method plugins reported unreadable metadata ({err})") from None
+    return {name: _checked_plugin(name, meta) for name, meta in reported.items()
+            if isinstance(meta, dict) and name not in load()["methods"]}
+
+
+def _checked_plugin(name: str, meta: dict) -> dict:
+    """A plugin's reported metadata, held to what a plugin may be: it came from the plugin's own
+    process, so a plugin that says it is a control or uses the truth is listed unavailable."""
+    if meta.get("kind") == "unavailable":
+        return meta
+    why = ""
+    if meta.get("kind") not in PLUGIN_KINDS:
+        why = f"kind {str(meta.get('kind'))[:20]!r}; a plugin is one of {', '.join(PLUGIN_KINDS)}"
+    elif meta.get("uses_truth"):
+        why = "it says it uses the truth; only the built-in positive control does"
+    elif not isinstance(meta.get("tasks"), list) or not isinstance(meta.get("params", {}), dict) \
+            or not isinstance(meta.get("splits", {}), dict):
+        why = "its metadata is malformed (tasks, params or splits)"
+    if why:
+        return {"unavailable": why, "kind": "unavailable", "version": "", "tasks": [], "params": {},
+                "summary": "unavailable: " + why}
+    return meta
 
 
 def methods() -> dict:

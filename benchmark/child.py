@@ -2,31 +2,33 @@
 
 The parent (``isolation.execute``) forks this from a *fork server*: a clean
 interpreter started once per runner that has imported the heavy libraries and
-the adapters, and nothing else. So the child starts in milliseconds, yet it
-holds none of the parent's memory: no dataset, no solution, no other cell.
+the built-in adapters, and nothing else. So the child starts in milliseconds,
+yet it holds none of the parent's memory: no dataset, no solution, no other cell.
 
-Data flow inside the child::
+Data flow of one cell (``conn`` is a socket pair with the runner)::
 
-    exchange/inputs.pkl (the task's input view) --method--> exchange/output.pkl
-    exchange/result.json: status, error tail, method time, CPU time, peak memory
-    (the exchange folder is in /dev/shm when it has room; the method's own
-    scratch folder, its working directory and TMPDIR, is on disk)
+    child: namespaces, sandbox, load the method --"ready"--> runner (starts the method clock)
+    runner --the input file's open descriptor--> child (it may not open the file by name)
+    child: read the input view (exchange file) --method--> exchange/output.zip
+    child --"done" + status (ok, error, oom), error tail--> runner (stops the clock)
 
-The child classifies what it can see itself (``ok``, ``skipped``, ``error``,
-``oom`` on MemoryError); the parent adds ``timeout`` and ``oom`` when it has
-to kill the child, and checks the output against the task's contract.
+The child only says how the method ended; the runner measures the times, CPU and
+memory, adds ``timeout`` and ``oom`` when it has to kill the cell, decides the
+status and checks the output against the task's contract. A method that refuses at
+run time (``MethodNotApplicable``) is an ``error``: what a method applies to is
+declared (``Method.splits``) and decided by the runner before anything runs.
+Adapters installed through the entry point are imported here, in the sandbox,
+never in the runner or the fork server.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import resource
 import sys
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
@@ -37,13 +39,13 @@ import pandas  # noqa: F401
 import scipy.sparse  # noqa: F401
 import torch
 
-import stbench.methods  # noqa: F401  (discovers the registered adapters)
+import stbench.methods  # noqa: F401  (the built-in adapters; plugins load in the cell, sandboxed)
 import stbench.tasks  # noqa: F401  (the input view classes)
 from stbench.errors import MethodNotApplicable
 # SCRUBBED_PREFIXES: variables that could point a method at data, results or the tracking store
 # (the fork server is started without them; scrubbed here again for Ray workers)
 from stbench.benchmark.isolation import SCRUBBED_PREFIXES, TRACEBACK_LINES
-from stbench.benchmark.sandbox import device_paths, isolate_network, readable_paths, restrict_writes
+from stbench.sandbox import device_paths, enter_namespaces, readable_paths, restrict_writes
 
 
 try:  # joblib probes the physical cores with lscpu, which a sandboxed cell may not run: probe once
@@ -62,7 +64,8 @@ def seed_everything(seed: int) -> None:
 
 
 def load_method(ref: str):
-    """A registered method name, or ``path/to/module.py:attribute`` for an unregistered one."""
+    """A registered method name (a built-in, or an entry-point plugin, imported here in the
+    sandbox), or ``path/to/module.py:attribute`` for an unregistered one."""
     from stbench.methods import get_method
 
     if ":" not in ref:
@@ -77,11 +80,14 @@ def load_method(ref: str):
 
 
 def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int, also_readable: list[str] = ()) -> str:
-    """Own process group, scrubbed environment, scratch cwd, read and write sandbox, memory backstop.
+    """Own session, namespaces, scrubbed environment, scratch cwd, sandbox, memory backstop.
 
-    The cell may read what running the method needs (see ``sandbox.readable_paths``) plus
-    ``also_readable`` (its input file, a method defined in a file), and write only its scratch
-    and exchange folders and device nodes."""
+    Returns in a *new process*: the first process of the cell's PID namespace (its init), so
+    that every process the method starts, detached or not, dies with it and is counted in its
+    memory; the process that called this waits for it and exits with its status (see
+    ``sandbox.enter_namespaces``). The cell may read what running the method needs (see
+    ``sandbox.readable_paths``) plus ``also_readable`` (a method defined in a file), write only
+    its scratch and exchange folders and device nodes, and signal only its own processes."""
     os.setsid()  # the parent kills the whole group: a method's own subprocesses go too
     # Die with the fork server, which exits when the runner dies (even by SIGKILL):
     # a killed runner leaves no method running on.
@@ -89,6 +95,8 @@ def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int, als
     import signal
 
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    namespaces = enter_namespaces()  # forks when a PID namespace is in force: this is now its init
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # a fork clears it: die with the waiting parent
     for key in list(os.environ):
         if key.startswith(SCRUBBED_PREFIXES):
             del os.environ[key]
@@ -97,10 +105,9 @@ def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int, als
     tempfile.tempdir = str(scratch)
     os.chdir(scratch)
     sys.argv = ["stbench-cell"]
-    network = isolate_network()
     sandbox = restrict_writes([str(scratch), str(exchange), *device_paths()],
                               readable_paths([str(scratch), str(exchange), *also_readable]))
-    sandbox = ", ".join(x for x in (sandbox, network) if x and x != "none") or "none"
+    sandbox = ", ".join(x for x in (sandbox, namespaces) if x and x != "none") or "none"
     # The parent polls RSS and kills past the ceiling; this address-space backstop
     # turns a single huge allocation (faster than a poll) into a clean MemoryError.
     if memory_bytes > 0:
@@ -121,60 +128,55 @@ def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int, als
     return sandbox
 
 
-def _peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024.0  # Linux reports KiB
-
-
-def _cpu_time_s() -> float:
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def is_out_of_memory(err: BaseException) -> bool:
     text = str(err).lower()
     return isinstance(err, MemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
-def main(job: dict) -> None:
-    """Run one method on one input view; everything goes back through the scratch folder."""
+MESSAGE_BYTES = 64 * 2**10  # the most the runner reads of one message from a cell
+
+
+def _say(conn, **message) -> None:
+    conn.send_bytes(json.dumps(message, default=str).encode()[:MESSAGE_BYTES])
+
+
+def main(job: dict, conn) -> None:
+    """Run one method on one input view (see the module's data flow); ``conn`` is the cell's end
+    of its socket pair with the runner."""
+    from multiprocessing.reduction import recv_handle
+
+    from stbench.benchmark import exchange as exchange_file
+    from stbench.tasks import INPUT_VIEWS
+
     scratch, exchange = Path(job["scratch"]), Path(job["exchange"])
-    result = {"status": "error", "error": "", "time_method_s": float("nan"), "peak_gpu_mb": float("nan"),
-              "device_name": "cpu"}
+    done = {"status": "error", "error": "", "peak_gpu_mb": float("nan"), "device_name": "cpu"}
     try:
         ref_file = job["method_ref"].rsplit(":", 1)[0] if ":" in job["method_ref"] else None
-        result["sandbox"] = _isolate(scratch, exchange, job["memory_bytes"], job["threads"],
-                                     [p for p in (job["inputs_path"], ref_file) if p])
+        sandbox = _isolate(scratch, exchange, job["memory_bytes"], job["threads"], [p for p in (ref_file,) if p])
         from stbench.methods import RunContext
 
         method = load_method(job["method_ref"])
-        with open(job["inputs_path"], "rb") as fh:
-            inputs = pickle.load(fh)
+        _say(conn, ready=True, sandbox=sandbox, pid=os.getpid())
+        # the runner's clock starts now; the input comes as an open descriptor: the sandbox lets
+        # this process open no file of the runner's by name
+        with os.fdopen(recv_handle(conn), "rb") as fh:
+            inputs = exchange_file.read(fh, max_bytes=2**40, views=INPUT_VIEWS)
+        solution = exchange_file.read(job["solution"], max_bytes=2**40) if job.get("solution") else None
         ctx = RunContext(seed=job["seed"], device=job["device"], scratch_dir=scratch, params=job["params"],
-                         task=job["task"], split=job["split"],
-                         solution=pickle.loads(job["solution"]) if job.get("solution") else None)
+                         task=job["task"], split=job["split"], solution=solution)
         if job["device"].startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-            result["device_name"] = torch.cuda.get_device_name()
+            done["device_name"] = torch.cuda.get_device_name()
         seed_everything(job["seed"])
-        start = time.perf_counter()
-        try:
-            output = method.run(job["task"], inputs, ctx)
-        finally:
-            result["time_method_s"] = time.perf_counter() - start
-        with open(exchange / "output.pkl", "wb") as fh:
-            pickle.dump(output, fh, protocol=5)
-        result["status"] = "ok"
-    except MethodNotApplicable as err:
-        result.update(status="skipped", error=str(err))
+        output = method.run(job["task"], inputs, ctx)
+        exchange_file.write(output, exchange / "output.zip")
+        done["status"] = "ok"
+    except MethodNotApplicable as err:  # declared applicability is the runner's: a refusal here is a failure
+        done.update(error=f"the method refused to run at run time ({err}); declare the splits it runs on "
+                          "(Method.splits) so the runner skips them instead")
     except BaseException as err:  # noqa: BLE001 - everything a method does wrong is a recorded outcome
         tail = "".join(traceback.format_exc().splitlines(True)[-TRACEBACK_LINES:])
-        result.update(status="oom" if is_out_of_memory(err) else "error", error=tail)
+        done.update(status="oom" if is_out_of_memory(err) else "error", error=tail)
     if job["device"].startswith("cuda") and torch.cuda.is_initialized():
-        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    result["cpu_time_s"] = _cpu_time_s()
-    result["peak_rss_mb"] = _peak_rss_mb()
-    tmp = exchange / ".result.json.tmp"
-    tmp.write_text(json.dumps(result))
-    tmp.replace(exchange / "result.json")
+        done["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    _say(conn, done=True, **done)

@@ -1,27 +1,28 @@
-"""The parent side of one cell: start the isolated child, enforce the limits, classify.
+"""The parent side of one cell: start the isolated child, enforce the limits, measure, classify.
 
 ``execute(job)`` is *the cell function*: the local executor calls it in a
 thread of the runner, the Ray executor in a Ray worker. It never sees the
-solution of a task (except the positive control's, passed through the pipe and
-never written to disk); it returns the method's output as bytes, plus what the
-child measured. Output checking and scoring stay with the runner, which holds
-the truth.
+solution of a task (except the positive control's); it returns the method's
+output read back as data, plus what it measured. Output checking and scoring
+stay with the runner, which holds the truth.
 
-Outcomes: ``ok``, ``skipped`` and ``error`` come from the child; the parent
-kills the child's whole process group and records ``timeout`` past the
-wall-clock limit, ``oom`` past the memory ceiling (resident memory of the child
-and its own subprocesses, polled), and ``oom`` or ``error`` when the child dies
-without a word (SIGKILL from the kernel's OOM killer, a segfault, ``os._exit``).
+The record is the parent's: it measures the method time (from handing the input
+over to the child's "done"), the CPU time and the memory of every process of
+the cell; the child only says whether the method returned (``ok``), raised
+(``error``) or ran out of memory (``oom``), and that word is checked. The parent
+kills the cell and records ``timeout`` past the wall-clock limit, ``oom`` past
+the memory ceiling (resident memory of all the cell's processes together,
+polled), ``invalid_output`` when the output file is not data, and ``oom`` or
+``error`` when the child dies without a word (SIGKILL from the kernel's OOM
+killer, a segfault, ``os._exit``).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing
 import multiprocessing.connection as mp_connection
 import os
-import pickle
 import shutil
 import signal
 import sys
@@ -109,13 +110,12 @@ def _noop():
     pass
 
 
-def _child_entry(payload: dict, done) -> None:
+def _child_entry(payload: dict, conn) -> None:
     """The child's target; the runner itself never imports the child module (torch and all)."""
     from stbench.benchmark.child import main
 
-    main(payload)
-    done.send_bytes(b"done")
-    done.close()
+    main(payload, conn)
+    conn.close()
 
 
 def reap_orphans() -> int:
@@ -192,8 +192,8 @@ class Job:
     timeout_s: float
     memory_bytes: int
     threads: int = 1
-    inputs_path: str | None = None  # the pickled input view (local executor: one file per problem)
-    solution: bytes | None = None  # only for methods marked uses_truth
+    inputs_path: str | None = None  # the input view's exchange file (local executor: one file per problem)
+    solution: bytes | None = None  # only for methods marked uses_truth: an exchange file's bytes
 
 
 @dataclass
@@ -207,34 +207,52 @@ class ChildResult:
     rss_start_mb: float = float("nan")  # the child's resident memory at fork: the harness floor every cell has
     peak_gpu_mb: float = float("nan")
     child_wall_s: float = float("nan")  # start of the child to its result read back
-    output_object: object = None  # the output, already read back as data (see load_output)
+    time_startup_s: float = float("nan")  # start of the child to its "ready" (sandbox, loading the method)
+    output_object: object = None  # the output, already read back as data (benchmark.exchange)
     device_name: str = "cpu"
     sandbox: str = "none"
 
 
-def _rss(proc: psutil.Process | None) -> int:
-    if proc is None:
-        return 0
+def _rss(proc: psutil.Process) -> int:
     try:
         return proc.memory_info().rss
     except psutil.Error:
         return 0
 
 
-def _tree_rss(proc: psutil.Process | None) -> int:
-    if proc is None:
-        return 0
+def _cell_processes(watcher: psutil.Process | None, in_pidns: bool) -> list[psutil.Process]:
+    """Every process of the cell. With a PID namespace the forked child only waits for the
+    namespace's first process (it shares that one's pages, and would count them twice), so it
+    is left out; its descendants, detached ones included (the namespace re-parents them to its
+    first process), are all in."""
+    if watcher is None:
+        return []
     try:
-        procs = [proc] + proc.children(recursive=True)
+        family = watcher.children(recursive=True)
     except psutil.Error:
-        return 0
-    total = 0
+        return []
+    return family if in_pidns and family else [watcher] + family
+
+
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    """CPU time of live processes, with what their exited children used."""
+    total = 0.0
     for p in procs:
         try:
-            total += p.memory_info().rss
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
         except psutil.Error:
             pass
     return total
+
+
+def _peak_rss_of(proc: psutil.Process) -> int:
+    """The kernel's resident-memory high-water mark of one process (VmHWM), in bytes."""
+    try:
+        with open(f"/proc/{proc.pid}/status") as fh:
+            return next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
 
 
 def _kill_group(pid: int, alive: bool = True) -> None:
@@ -257,82 +275,123 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
-def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
-    """Run one cell's method in a fresh child process under the job's limits.
+MESSAGE_BYTES = 64 * 2**10  # the most read of one message from a cell (child.MESSAGE_BYTES)
 
-    ``inputs`` (bytes of the pickled input view) replaces ``job.inputs_path``
-    where no file system is shared with the runner (Ray workers).
+
+def _message(conn) -> dict | None:
+    """One message from the cell, as a dict; None when the connection is closed or the message is
+    not one (oversized, not JSON, not an object)."""
+    try:
+        data = json.loads(conn.recv_bytes(MESSAGE_BYTES))
+    except (EOFError, OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
+    """Run one cell's method in a fresh child process under the job's limits (see the module).
+
+    ``inputs`` (the input view's exchange file as bytes) replaces ``job.inputs_path`` where no
+    file system is shared with the runner (Ray workers). The child never learns where the input
+    lives: once it is ready, it is handed an open descriptor of it.
     """
+    from multiprocessing.reduction import send_handle
+
+    from stbench.benchmark import exchange as exchange_file
+
     scratch = Path(tempfile.mkdtemp(prefix="stbench-cell-"))
     exchange = Path(tempfile.mkdtemp(prefix="stbench-cell-io-", dir=exchange_root()))
+    inputs_file = None
     try:
         if inputs is not None:
-            (exchange / "inputs.pkl").write_bytes(inputs)
-            job.inputs_path = str(exchange / "inputs.pkl")
-        payload = asdict(job) | {"scratch": str(scratch), "exchange": str(exchange)}
+            inputs_file = tempfile.NamedTemporaryFile(prefix="stbench-input-", dir=exchange_root())
+            inputs_file.write(inputs)
+            inputs_file.flush()
+        inputs_path = inputs_file.name if inputs_file else job.inputs_path
+        payload = {k: v for k, v in asdict(job).items() if k != "inputs_path"} | {
+            "scratch": str(scratch), "exchange": str(exchange)}
         ctx = forkserver_context()
-        # The child says "done" through this pipe once its result is written, so the
-        # runner need not wait for it to exit (tearing down a large heap takes a while).
-        done_r, done_w = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child_entry, args=(payload, done_w), name="stbench-cell")
+        conn, child_conn = ctx.Pipe(duplex=True)  # a socket pair: it carries the input's descriptor
+        proc = ctx.Process(target=_child_entry, args=(payload, child_conn), name="stbench-cell")
         start = time.perf_counter()
         _start(proc)
-        done_w.close()
-        start_rss = float("nan")
+        child_conn.close()
         try:
             watcher = psutil.Process(proc.pid)
             start_rss = _rss(watcher) / 2**20  # measured here, at fork, before the method allocates
         except psutil.NoSuchProcess:
-            # A fast cell can finish, and be reaped by the fork server, before we look;
-            # its result file is still there and the child reports its own peak RSS.
-            watcher = None
-        killed, peak_rss, polls, waiting_on = None, 0, 0, [proc.sentinel, done_r]
+            watcher, start_rss = None, float("nan")
+        killed, peak_rss, polls, waiting_on = None, 0, 0, [proc.sentinel, conn]
+        ready_at = done_at = None
+        said, sandbox, in_pidns, cpu_s, procs = None, "none", False, float("nan"), []
         while True:
             age = time.perf_counter() - start
             ready = mp_connection.wait(waiting_on, POLL_FAST_S if age < 1.0 else POLL_SLOW_S)
-            if done_r in ready:
-                try:
-                    done_r.recv_bytes()
-                    break  # reported: the result is complete
-                except EOFError:  # died without reporting: its exit code will say how
+            if conn in ready:
+                msg = _message(conn)
+                now = time.perf_counter()
+                if msg is None:  # closed, or not a message: its exit code (or the kill) will say
                     waiting_on = [proc.sentinel]
+                elif msg.get("ready") is True and ready_at is None:
+                    ready_at, sandbox = now, str(msg.get("sandbox", "none"))[:200]
+                    in_pidns = "pidns" in sandbox
+                    with open(inputs_path, "rb") as fh:
+                        send_handle(conn, fh.fileno(), proc.pid)
+                elif msg.get("done") is True and ready_at is not None:
+                    done_at, said = now, msg
+                    procs = _cell_processes(watcher, in_pidns)
+                    cpu_s = _cpu_seconds(procs)
+                    peak_rss = max([peak_rss] + [_peak_rss_of(p) for p in procs[:1]])
+                    break
+                else:
+                    killed = ("error", f"the cell broke the protocol: it sent {json.dumps(msg)[:120]}")
             if proc.exitcode is not None:
                 break
-            # the child's own RSS every poll (one small /proc read); its subprocesses too,
-            # every 10th poll (that walks /proc, and would steal CPU from the method)
-            polls += 1
-            peak_rss = max(peak_rss, _tree_rss(watcher) if polls % 10 == 1 else _rss(watcher))
-            if job.memory_bytes and peak_rss > job.memory_bytes:
-                killed = ("oom", f"killed: resident memory {_mb(peak_rss)} passed the ceiling of "
-                                 f"{_mb(job.memory_bytes)} (--memory)")
-            elif age > job.timeout_s:
-                killed = ("timeout", f"killed: still running after {job.timeout_s:g} s (--timeout)")
+            if not killed:
+                # the cell's first process every poll (one small /proc read); all of its processes
+                # every 10th poll (that walks /proc, and would steal CPU from the method)
+                polls += 1
+                if polls % 10 == 1 or not procs:
+                    procs = _cell_processes(watcher, in_pidns or (ready_at is None))
+                rss = sum(_rss(p) for p in procs) if polls % 10 == 1 else _rss(procs[0]) if procs else 0
+                peak_rss = max(peak_rss, rss)
+                if job.memory_bytes and peak_rss > job.memory_bytes:
+                    killed = ("oom", f"killed: resident memory {_mb(peak_rss)} passed the ceiling of "
+                                     f"{_mb(job.memory_bytes)} (--memory)")
+                elif age > job.timeout_s:
+                    killed = ("timeout", f"killed: still running after {job.timeout_s:g} s (--timeout)")
             if killed:
                 _kill_group(proc.pid)
                 proc.join()
                 break
         wall = time.perf_counter() - start
-        done_r.close()
+        conn.close()
         _active.discard(proc.pid)
-        # What is left of the group: the exiting child, and subprocesses a method forked and left;
-        # then whatever it detached from the group (a setsid daemon), re-parented to the fork server.
+        # The whole cell goes: its process group (the waiting parent and the namespace's first
+        # process, whose end takes every process of the namespace with it), then, where no PID
+        # namespace could be made, whatever it detached (a setsid daemon re-parented to the fork server).
         _kill_group(proc.pid, alive=False)
         proc.join(timeout=5)
         reap_orphans()
-        result_file = exchange / "result.json"
         if killed:
-            res = ChildResult(status=killed[0], error=killed[1], peak_rss_mb=peak_rss / 2**20)
-        elif result_file.exists():
-            res = child_report(result_file)
+            res = ChildResult(status=killed[0], error=killed[1])
+        elif said is not None:
+            status = said.get("status")
+            if status not in CHILD_STATUSES:
+                res = ChildResult(status="error", error=f"the child said status {str(status)[:40]!r}, which is "
+                                                        f"not one of {', '.join(CHILD_STATUSES)}")
+            else:
+                res = ChildResult(status=status, error=str(said.get("error", ""))[:20000])
+                res.peak_gpu_mb = _nonnegative(said.get("peak_gpu_mb"))  # the device's figure: the child's
+                res.device_name = str(said.get("device_name", "cpu"))[:200]
             if res.status == "ok":
-                if inputs is None:  # local: read it back here, straight from the file
-                    try:
-                        with open(exchange / "output.pkl", "rb") as fh:
-                            res.output_object = load_output(fh)
-                    except (ContractError, OSError) as err:
-                        res.status, res.error = "invalid_output", str(err)
-                else:  # Ray: bytes travel back to the runner
-                    res.output = (exchange / "output.pkl").read_bytes()
+                try:
+                    if inputs is None:  # local: read it back here, straight from the file
+                        res.output_object = exchange_file.read(exchange / "output.zip", _output_limit(job))
+                    else:  # Ray: bytes travel back to the runner, which reads them the same way
+                        res.output = (exchange / "output.zip").read_bytes()
+                except (ContractError, OSError) as err:
+                    res.status, res.error = "invalid_output", f"the output file: {err}"
         elif proc.exitcode == -signal.SIGKILL:
             res = ChildResult(status="oom", error="the child was killed by SIGKILL without reporting "
                                                   "(most likely the kernel's out-of-memory killer)")
@@ -341,74 +400,40 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                    else f"exit code {proc.exitcode}")
             res = ChildResult(status="error", error=f"the child process ended with {how} before reporting")
         res.child_wall_s = wall
+        res.sandbox = sandbox
         res.rss_start_mb = start_rss if start_rss > 0 else float("nan")
-        if res.peak_rss_mb != res.peak_rss_mb:  # NaN: the child could not say
-            res.peak_rss_mb = peak_rss / 2**20
+        res.peak_rss_mb = peak_rss / 2**20 if peak_rss else float("nan")
+        res.cpu_time_s = cpu_s
+        if ready_at is not None:
+            res.time_startup_s = ready_at - start
+        if done_at is not None:
+            res.time_method_s = done_at - ready_at
         return res
     finally:
+        if inputs_file is not None:
+            inputs_file.close()
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(exchange, ignore_errors=True)
 
 
-CHILD_STATUSES = ("ok", "skipped", "error", "oom")  # what a child may report; timeout is the parent's
+CHILD_STATUSES = ("ok", "error", "oom")  # what a child may say; the rest is the parent's to decide
 
 
-def child_report(path: Path) -> ChildResult:
-    """The child's result.json, held to what a child may say: a status of the taxonomy (else the
-    cell is an error saying what was reported), numbers as floats, text as short strings. The
-    child runs the method's code, so its report is checked, never trusted as written."""
+def _nonnegative(value) -> float:
     try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise ValueError(f"a {type(data).__name__}, not an object")
-    except (OSError, ValueError) as err:
-        return ChildResult(status="error", error=f"the child's report is unreadable ({err})")
-    status = data.get("status")
-    if status not in CHILD_STATUSES:
-        return ChildResult(status="error", error=f"the child reported status {str(status)[:40]!r}, which is not one "
-                                                 f"of {', '.join(CHILD_STATUSES)}")
-    res = ChildResult(status=status, error=str(data.get("error", ""))[:20000])
-    for name in ("time_method_s", "cpu_time_s", "peak_rss_mb", "peak_gpu_mb"):
-        try:
-            value = float(data.get(name, float("nan")))
-        except (TypeError, ValueError):
-            value = float("nan")
-        setattr(res, name, value if value >= 0 else float("nan"))
-    res.device_name = str(data.get("device_name", "cpu"))[:200]
-    res.sandbox = str(data.get("sandbox", "none"))[:200]
-    return res
+        value = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return value if value >= 0 else float("nan")
 
 
-# -- reading a method's output back ------------------------------------------
-_SAFE_MODULES = ("numpy", "scipy.sparse", "pandas", "anndata", "collections", "copyreg", "datetime", "zoneinfo",
-                 "pytz", "dateutil", "_codecs")
-_SAFE_BUILTINS = {"list", "dict", "tuple", "set", "frozenset", "slice", "complex", "bytearray", "bytes", "int",
-                  "float", "str", "bool", "range", "object", "NoneType"}
+def _output_limit(job: Job) -> int:
+    """The most an output file may hold: the cell's memory ceiling (it had to fit in the cell), or 64 GiB."""
+    return int(job.memory_bytes) if job.memory_bytes else 64 * 2**30
 
 
-class _OutputUnpickler(pickle.Unpickler):
-    """Outputs are data: arrays, sparse matrices, frames, AnnData and plain containers.
+def load_output(data: bytes, job: Job):
+    """An output that travelled as bytes (Ray), read as data; ContractError when it is not."""
+    from stbench.benchmark import exchange as exchange_file
 
-    Anything else (a class from the method's own module, a function) is refused,
-    so reading an output back can never run a method's code in the runner.
-    """
-
-    def find_class(self, module, name):
-        if (module == "builtins" and name in _SAFE_BUILTINS) or module.split(".")[0] in _SAFE_MODULES \
-                or module.startswith(_SAFE_MODULES):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name}")
-
-
-def load_output(data):
-    """The method's output (from bytes or an open file), or ContractError naming the
-    object type that is not plain data."""
-    try:
-        return _OutputUnpickler(io.BytesIO(data) if isinstance(data, bytes) else data).load()
-    except pickle.UnpicklingError as err:
-        raise ContractError(f"the output holds an object of type {err} that is not data. Expected: numpy "
-                            "arrays, scipy.sparse matrices, pandas objects, AnnData, or dicts/lists of them") from None
-    except Exception as err:  # noqa: BLE001 - a malformed output is that cell's invalid_output, not the grid's end
-        raise ContractError(f"the output could not be read back ({type(err).__name__}: {str(err)[:300]}). Expected: "
-                            "numpy arrays, scipy.sparse matrices, pandas objects, AnnData, or dicts/lists of them") \
-            from None
+    return exchange_file.read(data, _output_limit(job))

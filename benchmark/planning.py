@@ -14,13 +14,60 @@ import json
 import sys
 from dataclasses import dataclass
 
+from stbench import manifest
 from stbench.errors import StbenchError, UnknownNameError
-from stbench.methods import METHODS, Method, get_method
 from stbench.tasks import get_task
 
 ID_COLUMNS = ["run_id", "task", "split", "dataset", "instance", "method", "seed"]
 # Seconds a cell may run before it is killed, by method kind (``--timeout`` overrides).
 DEFAULT_TIMEOUT_S = {"control": 15 * 60, "baseline": 60 * 60, "seed": 6 * 60 * 60, "peer": 6 * 60 * 60}
+
+
+@dataclass(frozen=True, eq=False)
+class MethodInfo:
+    """What the runner knows of a method: its metadata, never its code. Built from the manifest
+    (built-in adapters), from a sandboxed child's report (entry-point plugins), or from a Method
+    object the caller has already imported (``of``); ``ref`` is how a cell finds the code."""
+
+    name: str
+    kind: str
+    version: str
+    tasks: tuple[str, ...]
+    params: dict
+    splits: dict  # task -> the only splits it runs on (absent: every split)
+    gpu: bool
+    uses_truth: bool
+    uses_true_k: bool
+    metadata: dict
+    ref: str
+
+    @classmethod
+    def from_metadata(cls, name: str, meta: dict, ref: str | None = None) -> "MethodInfo":
+        return cls(name=name, kind=meta["kind"], version=str(meta["version"]), tasks=tuple(meta["tasks"]),
+                   params=dict(meta.get("params", {})), splits={t: tuple(v) for t, v in meta.get("splits", {}).items()},
+                   gpu=bool(meta.get("gpu")), uses_truth=bool(meta.get("uses_truth")),
+                   uses_true_k=bool(meta.get("uses_true_k")), metadata=dict(meta), ref=ref or name)
+
+    @classmethod
+    def of(cls, method) -> "MethodInfo":
+        """A Method object the caller imported (a test's fault adapter, a method in a file)."""
+        return cls.from_metadata(method.name, method.metadata(), method_reference(method))
+
+    def skip_reason(self, task: str, split: str) -> str:
+        """Why this method does not run a split of a task, from its declaration ("" if it does)."""
+        allowed = self.splits.get(task)
+        if allowed is not None and split not in allowed:
+            return f"{self.name} declares that it runs {task} only on {', '.join(allowed)}"
+        return ""
+
+
+def method_info(method) -> MethodInfo:
+    """A name (from the manifest, or a plugin's sandboxed report) or an imported Method object."""
+    if isinstance(method, MethodInfo):
+        return method
+    if isinstance(method, str):
+        return MethodInfo.from_metadata(method, manifest.method_metadata(method))
+    return MethodInfo.of(method)
 
 
 @dataclass(frozen=True)
@@ -31,6 +78,7 @@ class Cell:
     instance: str
     method: str
     seed: int
+    skip: str = ""  # the method's declaration says it does not run this split: recorded skipped, never run
 
     @property
     def problem_key(self) -> tuple:
@@ -41,7 +89,7 @@ class Cell:
 
 
 def default_methods() -> list[str]:
-    return [m.name for m in METHODS.values() if m.kind in ("control", "baseline")]
+    return [n for n, m in manifest.load()["methods"].items() if m["kind"] in ("control", "baseline")]
 
 
 def plan_cells(tasks, methods, datasets: dict[str, object], seeds, splits=None, instances=None) -> list[Cell]:
@@ -56,7 +104,7 @@ def plan_cells(tasks, methods, datasets: dict[str, object], seeds, splits=None, 
         known = {x for t in tasks for spec in datasets.values() for x in get_task(t).instances(spec)}
         if i not in known:
             raise UnknownNameError("instance", i, known)
-    methods = [m if isinstance(m, Method) else get_method(m) for m in methods]
+    methods = [method_info(m) for m in methods]
     cells = []
     for t in tasks:
         task = get_task(t)
@@ -70,11 +118,12 @@ def plan_cells(tasks, methods, datasets: dict[str, object], seeds, splits=None, 
                     for seed in seeds:
                         for m in methods:
                             if t in m.tasks:
-                                cells.append(Cell(t, split, ds_name, instance, m.name, int(seed)))
+                                cells.append(Cell(t, split, ds_name, instance, m.name, int(seed),
+                                                  m.skip_reason(t, split)))
     return cells
 
 
-def cell_key(cell: Cell, dataset_sha256: str, split_sha256: str, method: Method, params: dict) -> str:
+def cell_key(cell: Cell, dataset_sha256: str, split_sha256: str, method: MethodInfo, params: dict) -> str:
     """The cache key of a cell (SPEC §6.2): what would change its result, and nothing else."""
     payload = {"dataset": cell.dataset, "dataset_sha256": dataset_sha256, "task": cell.task,
                "task_version": get_task(cell.task).version, "split": cell.split, "instance": cell.instance,
@@ -83,10 +132,11 @@ def cell_key(cell: Cell, dataset_sha256: str, split_sha256: str, method: Method,
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def method_reference(method: Method) -> str:
-    """How a child finds the method: its registered name, or ``file.py:attribute`` for one
-    defined outside the registry (the fault-injection adapters of the tests)."""
-    if METHODS.get(method.name) is method:
+def method_reference(method) -> str:
+    """How a child finds an imported Method object: its registered name when the registry holds
+    this very object, else ``file.py:attribute`` (the fault-injection adapters of the tests)."""
+    registry = sys.modules.get("stbench.methods")  # imported by the caller, never by the runner
+    if registry is not None and registry.METHODS.get(method.name) is method:
         return method.name
     for fn in method.solvers.values():
         module = sys.modules.get(fn.__module__)

@@ -13,7 +13,6 @@ import pandas as pd
 
 from stbench.benchmark.planning import Cell
 from stbench.benchmark.store import FAILED
-from stbench.methods import Method
 from stbench.tasks import get_task
 
 
@@ -92,7 +91,7 @@ def metric_columns_for(task_name: str, df: pd.DataFrame) -> list[str]:
     return [m for m in get_task(task_name).metrics if m in df and df[m].notna().any()]
 
 
-def method_labels(df: pd.DataFrame, methods: dict[str, Method] | None = None) -> pd.Series:
+def method_labels(df: pd.DataFrame, methods: dict | None = None) -> pd.Series:
     """Each row's method named in full (``NAME:key=value`` for a variant; see
     :func:`stbench.manifest.variant_name`) against its defaults."""
     from stbench.manifest import load, variant_name

@@ -5,27 +5,29 @@ A *cell* is (task, split, dataset, instance, method, seed). Data flow::
     plan_cells --> cell keys (dataset sha, split sha, task version, method
                    name + version + parameters, seed) --> already ok in the store? skip
     for each problem (task, dataset, instance, split, seed) with cells to run:
-        task.make_problem --> Problem.inputs pickled once to a problem folder
-        per cell: claim the key --> executor runs isolation.execute(job) in a
-                  fresh child --> output bytes back --> task.check_output -->
-                  task.score --> spatial plot --> one MLflow child run
+        task.make_problem --> Problem.inputs written once as an exchange file
+        per cell: claim the key --> a cell the method's declaration excludes is
+                  recorded skipped, unrun --> else the executor runs
+                  isolation.execute(job) in a fresh child --> output read back as
+                  data --> task.check_output --> task.score --> spatial plot -->
+                  one MLflow child run
     export DIR/results.parquet from the record
 
 The solution never leaves this process, except to the positive control (whose
-``uses_truth`` flag says so). A failing cell is recorded with its status and
-never stops the grid.
+``uses_truth`` flag says so). No adapter's code runs here either: the runner
+knows methods by their metadata (``planning.MethodInfo``, from the manifest or
+a sandboxed child's report) and only cells import them. A failing cell is
+recorded with its status and never stops the grid.
 
-``run_cell`` runs one method in this process, without isolation or recording:
-it is for unit tests and debugging, never for published results.
+``inprocess.run_cell`` runs one method in the caller's process, without
+isolation or recording: for unit tests and debugging, never for published results.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
-import pickle
 import shutil
 import tempfile
 import threading
@@ -40,18 +42,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stbench.benchmark import isolation
+from stbench.benchmark import exchange, isolation
 from stbench.benchmark.backends import Backend
-from stbench.benchmark.planning import (DEFAULT_TIMEOUT_S, Cell, cell_key, default_memory, default_methods,
-                                        method_reference, parse_memory, plan_cells)
+from stbench.benchmark.planning import (DEFAULT_TIMEOUT_S, Cell, MethodInfo, cell_key, default_memory,
+                                        default_methods, method_info, parse_memory, plan_cells)
 from stbench.benchmark.report import Progress, RunReport
-from stbench.errors import ContractError, MethodNotApplicable, StbenchError
+from stbench.errors import ContractError, StbenchError
 from stbench.benchmark.provenance import git_commit, library_versions
 from stbench.benchmark.store import DONE, FAILED, ResultStore
 from stbench.datasets.loading import Dataset, load_dataset
 from stbench.datasets.registry import DATASETS, get_dataset_spec
 from stbench.manifest import check_params, variant_name
-from stbench.methods import Method, RunContext, get_method
 from stbench.tasks import TASKS, get_task
 from stbench.tasks.base import hash_arrays
 
@@ -65,11 +66,11 @@ def _cuda_available() -> bool:
         return False
 
 
-def _device(method: Method) -> str:
+def _device(method: MethodInfo) -> str:
     return "cuda" if method.gpu and _cuda_available() else "cpu"
 
 
-def _base_row(problem, method: Method, params: dict) -> dict:
+def _base_row(problem, method: MethodInfo, params: dict) -> dict:
     task = get_task(problem.task)
     return {
         "task": problem.task, "split": problem.split, "dataset": problem.dataset,
@@ -101,39 +102,10 @@ def _check_and_score(row: dict, problem, output):
     return output
 
 
-def run_cell(problem, method: Method, params: dict | None = None) -> dict:
-    """Run one method on one Problem *in this process* and score it (tests, debugging).
-
-    No isolation, no limits, no record: ``run_benchmark`` is the real thing.
-    """
-    params = {**method.params, **(params or {})}
-    row = _base_row(problem, method, params)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="stbench-") as scratch:
-        ctx = RunContext(seed=problem.seed, device=row["device"], scratch_dir=Path(scratch), params=params,
-                         task=problem.task, split=problem.split,
-                         solution=get_task(problem.task).reference_output(problem) if method.uses_truth else None)
-        from stbench.benchmark.child import seed_everything
-
-        seed_everything(problem.seed)
-        try:
-            output = method.run(problem.task, copy.deepcopy(problem.inputs), ctx)
-            row["time_method_s"] = time.perf_counter() - start
-            _check_and_score(row, problem, output)
-        except MethodNotApplicable as err:
-            row.update(status="skipped", error=str(err))
-        except ContractError as err:
-            row.update(status="invalid_output", error=str(err))
-        except Exception:  # noqa: BLE001 - a failing method must not stop the grid
-            row.update(status="error", error="".join(traceback.format_exc().splitlines(True)[-6:]))
-    row["wall_time_s"] = time.perf_counter() - start
-    return row
-
-
 class _Grid:
     """One invocation's state: the store, loaded datasets, live problems and the executor."""
 
-    def __init__(self, store, invocation: str, backend: Backend, methods: dict[str, Method],
+    def __init__(self, store, invocation: str, backend: Backend, methods: dict[str, MethodInfo],
                  params: dict[str, dict], timeout, memory: int, threads: int, report: RunReport,
                  progress: Progress, loaded: dict, data_dir):
         self.store, self.invocation, self.backend = store, invocation, backend
@@ -177,9 +149,8 @@ class _Grid:
         problem = get_task(task).make_problem(self.dataset(dataset), instance, split, seed,
                                               arrays=self.take_split(pkey))
         problem_id = uuid.uuid4().hex
-        path = self.tmp / f"{problem_id}.pkl"
-        with open(path, "wb") as fh:
-            pickle.dump(problem.inputs, fh, protocol=5)
+        path = self.tmp / f"{problem_id}.zip"
+        exchange.write(problem.inputs, path)  # plain data: a cell reads it without running code
         self.backend.share(problem_id, path)
         elapsed = time.perf_counter() - t0
         self.report.timings["split"] += elapsed
@@ -194,22 +165,27 @@ class _Grid:
             row = _base_row(problem, method, params)
             label = variant_name(method.name, params, method.params)
             row.update(cell_key=key, time_split_s=split_time, git_commit=self.commit, versions=self.versions)
+            start, started_at = time.perf_counter(), time.time()
+            artifacts = []
+            if cell.skip:  # declared: nothing runs, nothing is scored
+                row.update(status="skipped", error=cell.skip, sandbox="none")
+                self._record(cell, row, artifacts, label, start, started_at)
+                return
             job = isolation.Job(
-                method_ref=method_reference(method), task=cell.task, split=cell.split, seed=cell.seed,
+                method_ref=method.ref, task=cell.task, split=cell.split, seed=cell.seed,
                 device=row["device"], params=params, memory_bytes=self.memory, threads=self.threads,
                 timeout_s=float(self.timeout or DEFAULT_TIMEOUT_S[method.kind]), inputs_path=str(inputs_path),
-                solution=pickle.dumps(get_task(cell.task).reference_output(problem), protocol=5)
+                solution=exchange.to_bytes(get_task(cell.task).reference_output(problem))
                 if method.uses_truth else None)
-            start, started_at = time.perf_counter(), time.time()
             res = self.backend.run(job, problem_id)
             row.update(status=res.status, error=res.error, time_method_s=res.time_method_s,
+                       time_startup_s=res.time_startup_s,
                        cpu_time_s=res.cpu_time_s, peak_rss_mb=res.peak_rss_mb, peak_gpu_mb=res.peak_gpu_mb,
                        rss_start_mb=res.rss_start_mb,
                        device_name=res.device_name, sandbox=res.sandbox)
-            artifacts = []
             if res.status == "ok":
                 try:
-                    raw = res.output_object if res.output is None else isolation.load_output(res.output)
+                    raw = res.output_object if res.output is None else isolation.load_output(res.output, job)
                     output = _check_and_score(row, problem, raw)
                     from stbench.benchmark.artifacts import spatial_plot
 
@@ -223,21 +199,24 @@ class _Grid:
                 except Exception:  # noqa: BLE001 - a scoring failure is recorded, the grid goes on
                     row.update(status="error", error="scoring failed:\n" + "".join(
                         traceback.format_exc().splitlines(True)[-isolation.TRACEBACK_LINES:]))
-            row["wall_time_s"] = time.perf_counter() - start
-            self.store.record(row, self.invocation, artifacts, run_name=label, started=started_at,
-                              ended=started_at + row["wall_time_s"])
-            for a in artifacts:
-                a.unlink(missing_ok=True)
-            with self.lock:
-                t = self.report.timings
-                t["method"] += _finite(row.get("time_method_s"))
-                t["scoring"] += _finite(row.get("time_score_s"))
-                t["harness"] += time.perf_counter() - start - _finite(row.get("time_method_s")) \
-                    - _finite(row.get("time_score_s"))
-                self.report.executed += 1
-            self.progress.done(row["status"], cell)
+            self._record(cell, row, artifacts, label, start, started_at)
         finally:
             self.store.release(claim)
+
+    def _record(self, cell: Cell, row: dict, artifacts: list, label: str, start: float, started_at: float) -> None:
+        row["wall_time_s"] = time.perf_counter() - start
+        self.store.record(row, self.invocation, artifacts, run_name=label, started=started_at,
+                          ended=started_at + row["wall_time_s"])
+        for a in artifacts:
+            a.unlink(missing_ok=True)
+        with self.lock:
+            t = self.report.timings
+            t["method"] += _finite(row.get("time_method_s"))
+            t["scoring"] += _finite(row.get("time_score_s"))
+            t["harness"] += time.perf_counter() - start - _finite(row.get("time_method_s")) \
+                - _finite(row.get("time_score_s"))
+            self.report.executed += 1
+        self.progress.done(row["status"], cell)
 
     def close(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -300,7 +279,7 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
     tasks = list(tasks or TASKS)
     for t in tasks:
         get_task(t)
-    methods = [m if isinstance(m, Method) else get_method(m) for m in (methods or default_methods())]
+    methods = [method_info(m) for m in (methods or default_methods())]
     by_name = {m.name: m for m in methods}
     for m in methods:
         check_params(m.name, (method_params or {}).get(m.name, {}), m.params)
@@ -373,7 +352,7 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
     finally:
         bar.close()
         grid.close()
-        store.update_catalog({m.name: m.metadata() for m in methods},
+        store.update_catalog({m.name: m.metadata for m in methods},
                              {n: {"platform": d.platform, "organism": d.organism, "tissue": d.tissue,
                                   "version": d.version, "paper": d.source.get("paper", ""),
                                   "synthetic": d.filename is None and n in DATASETS,

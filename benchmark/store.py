@@ -63,10 +63,10 @@ SCHEMA: dict[str, str] = {
     "time_split_s": "float64", "time_method_s": "float64", "time_score_s": "float64", "wall_time_s": "float64",
     "cpu_time_s": "float64", "peak_rss_mb": "float64", "peak_gpu_mb": "float64",
     # the child's resident memory when it started (the harness floor): peak − this is the method's own
-    "rss_start_mb": "float64",
+    "rss_start_mb": "float64", "time_startup_s": "float64",
 }
 # columns later than the first schema: "" (text) or NaN (numbers) in tables from before them
-ADDED_COLUMNS = ("unranked", "annotations", "rss_start_mb")
+ADDED_COLUMNS = ("unranked", "annotations", "rss_start_mb", "time_startup_s")
 TAG_COLUMNS = [c for c, t in SCHEMA.items() if c not in PARAM_COLUMNS and t in ("string", "bool")
                and c not in ("run_id", "mlflow_run_id", "attempts", "finished_at")]
 MAX_TAG = 7000

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from stbench.benchmark.runner import run_cell
+from stbench.benchmark.inprocess import run_cell
 from stbench.methods import get_method
 from stbench.tasks.metrics import METRICS
 

@@ -55,6 +55,9 @@ class Method:
     params: dict = field(default_factory=dict)  # defaults; a run may override them
     # parameters for a seconds-long run on a tiny problem (tests/test_conformance.py): two epochs, say
     smoke: dict = field(default_factory=dict)
+    # task -> the only splits it runs on (default: every split of the task). Declared, so the runner
+    # decides a skip before it runs anything; a method that refuses at run time has failed
+    splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
     deviations: str = ""
     solvers: dict[str, Callable] = field(default_factory=dict)
 
@@ -72,7 +75,8 @@ class Method:
         return {"label": self.label, "kind": self.kind, "version": self.version, "summary": self.summary,
                 "paper": self.paper, "paper_url": self.paper_url, "code_url": self.code_url, "gpu": self.gpu,
                 "uses_truth": self.uses_truth, "uses_true_k": self.uses_true_k, "params": dict(self.params),
-                "deviations": self.deviations, "tasks": list(self.tasks)}
+                "deviations": self.deviations, "tasks": list(self.tasks),
+                "splits": {t: list(v) for t, v in self.splits.items()}}
 
     def solves(self, *task_names: str):
         """Decorator: ``fn(inputs, ctx) -> output`` solves these tasks."""
@@ -129,8 +133,8 @@ def _reason(err: BaseException) -> str:
 
 
 def _discover() -> None:
-    """Import every adapter module here and every ``stbench.methods`` entry point. One that fails
-    to import is recorded in UNAVAILABLE with its reason instead of breaking every command."""
+    """Import every adapter module here. One that fails to import is recorded in UNAVAILABLE
+    with its reason instead of breaking every command."""
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
@@ -142,6 +146,19 @@ def _discover() -> None:
         for obj in vars(module).values():
             if isinstance(obj, Method):
                 register(obj)
+
+
+_plugins_loaded = False
+
+
+def discover_plugins() -> None:
+    """Import every ``stbench.methods`` entry point (third-party adapters). Only a sandboxed
+    process does this: a cell, or the child that reads their metadata (``manifest.plugin_methods``);
+    never the runner, which holds the solutions, nor the fork server every cell is forked from."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
     for ep in entry_points(group="stbench.methods"):
         try:
             obj = ep.load()
@@ -155,6 +172,8 @@ def _discover() -> None:
 
 
 def get_method(name: str) -> Method:
+    if name not in METHODS and name not in UNAVAILABLE:
+        discover_plugins()
     if name in METHODS:
         return METHODS[name]
     if name in UNAVAILABLE:

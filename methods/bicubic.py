@@ -14,7 +14,8 @@ from stbench.errors import MethodNotApplicable
 from stbench.methods import Method
 
 bicubic = Method(name="bicubic", kind="baseline",
-                 summary="Cubic spline interpolation of the observed stride-2 lattice, read at held-out spots.")
+                 summary="Cubic spline interpolation of the observed stride-2 lattice, read at held-out spots.",
+                 splits={"spatial_imputation": ("lattice2x",)})  # it interpolates a lattice: no lattice, no run
 
 
 @bicubic.solves("spatial_imputation")

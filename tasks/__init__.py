@@ -40,3 +40,5 @@ def get_task(name: str) -> Task:
 
 
 _discover()
+# The classes a cell may rebuild from its input file (benchmark.exchange rebuilds no other class).
+INPUT_VIEWS: tuple[type, ...] = tuple(t.input_view for t in TASKS.values())

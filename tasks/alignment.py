@@ -68,6 +68,7 @@ def random_rigid(xy: np.ndarray, rng) -> tuple[np.ndarray, dict]:
 
 class Alignment(Task):
     name = "alignment"
+    input_view = AlignmentInput  # what a method receives (rebuilt from the exchange file in the cell)
     version = "2"  # 2: an empty plan row means "unmatched" (scored out); ltari_mapped
     splits = ("rigid",)
     metrics = ("ltari", "ltari_nn", "ltari_mapped", "coord_rmse", "registration_rmse")

@@ -134,6 +134,7 @@ class Task:
     summary: ClassVar[str]
     split_summaries: ClassVar[dict[str, str]] = {}  # split -> one line: what is held out or corrupted
     input_summary: ClassVar[str] = ""  # what ``inputs`` holds, for method authors
+    input_view: ClassVar[type]  # the dataclass ``inputs`` is (the one class a cell rebuilds from its input file)
     output_contract: ClassVar[str]  # said in every invalid_output message
     # dataset name -> the instances (slices, slice groups or pairs) it runs on: a list, or
     # EVERY_SLICE / ALL_SLICES so that a dataset's slices are named once, in its registry entry

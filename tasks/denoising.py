@@ -101,6 +101,7 @@ def binomial_part(counts: sp.csr_matrix, p: float, rng) -> sp.csr_matrix:
 
 class Denoising(Task):
     name = "denoising"
+    input_view = DenoisingInput  # what a method receives (rebuilt from the exchange file in the cell)
     version = "2"  # 2: the mcv split; MSE primary; gaussian/thinning vs true rates on the synthetic tissue
     splits = ("mcv", "gaussian", "thinning")
     metrics = ("poisson_deviance",) + EXPRESSION_METRICS + ("imputation_ari",)

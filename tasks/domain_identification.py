@@ -85,6 +85,7 @@ def check_embedding(task: Task, output, n: int) -> np.ndarray:
 
 class DomainIdentification(Task):
     name = "domain_identification"
+    input_view = DomainInput  # what a method receives (rebuilt from the exchange file in the cell)
     version = "2"  # 2: embeddings also clustered by a tied-covariance GMM (the _gmm metrics)
     splits = ("whole_slice",)
     metrics = ("ari", "nmi", "ca", "ari_gmm", "nmi_gmm", "ca_gmm", "boundary_ca")

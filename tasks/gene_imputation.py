@@ -73,6 +73,7 @@ def entry_mask(counts: sp.csr_matrix, split: str, rng) -> sp.csr_matrix:
 
 class GeneImputation(Task):
     name = "gene_imputation"
+    input_view = GeneImputationInput  # what a method receives (rebuilt from the exchange file in the cell)
     version = "2"  # 2: pearson_gene_masked is primary (was MAE on the masked entries)
     splits = ("dropout30", "mute70")
     metrics = ("pearson_gene_masked", "mse", "mae", "mse_nz", "mae_nz") + WHOLE_MATRIX_METRICS + ("imputation_ari",)

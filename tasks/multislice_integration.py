@@ -38,6 +38,7 @@ class IntegrationInput:
 
 class MultisliceIntegration(Task):
     name = "multislice_integration"
+    input_view = IntegrationInput  # what a method receives (rebuilt from the exchange file in the cell)
     version = "2"  # 2: the _gmm metrics
     splits = ("all_slices",)
     metrics = ("ari", "nmi", "ca", "ari_gmm", "nmi_gmm", "ca_gmm", "ari_per_slice", "batch_asw", "label_asw",

@@ -58,6 +58,7 @@ class SpatialImputationInput:
 
 class SpatialImputation(Task):
     name = "spatial_imputation"
+    input_view = SpatialImputationInput  # what a method receives (rebuilt from the exchange file in the cell)
     version = "2"  # 2: pearson_gene is primary (was cosine per spot)
     splits = ("random20", "lattice2x")
     metrics = ("pearson_gene",) + tuple(m for m in EXPRESSION_METRICS if m != "pearson_gene") + \

@@ -55,7 +55,7 @@ def test_unknown_names_get_one_clear_error(capsys, tmp_path):
 def test_failing_and_invalid_methods_are_recorded_not_fatal(tiny):
     import numpy as np
 
-    from stbench.benchmark.runner import run_cell
+    from stbench.benchmark.inprocess import run_cell
     from stbench.methods import Method
     from stbench.tasks import get_task
 

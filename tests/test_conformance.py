@@ -7,7 +7,7 @@ whatever is registered (no hand-kept list). Each method runs with its ``smoke`` 
 
 import pytest
 
-from stbench.benchmark.runner import run_cell
+from stbench.benchmark.inprocess import run_cell
 from stbench.methods import METHODS, UNAVAILABLE
 from stbench.tasks import TASKS
 

@@ -5,7 +5,7 @@ synthetic tissue and on small real data."""
 import numpy as np
 import pytest
 
-from stbench.benchmark.runner import run_cell
+from stbench.benchmark.inprocess import run_cell
 from stbench.datasets.loading import load_dataset
 from stbench.datasets.registry import get_dataset_spec
 from stbench.methods import METHODS

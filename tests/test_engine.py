@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stbench.benchmark.runner import run_benchmark, run_cell
-from stbench.benchmark.sandbox import landlock_abi
+from stbench.benchmark.inprocess import run_cell
+from stbench.benchmark.runner import run_benchmark
+from stbench.sandbox import landlock_abi
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from stbench.benchmark.runner import run_cell
+from stbench.benchmark.inprocess import run_cell
 from stbench.datasets.loading import Dataset, _normalise
 from stbench.datasets.registry import get_dataset_spec
 from stbench.methods import METHODS, RunContext

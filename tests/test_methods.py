@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from stbench.benchmark.runner import run_cell
+from stbench.benchmark.inprocess import run_cell
 from stbench.methods import METHODS, RunContext, get_method
 from stbench.methods._rigid import icp, kabsch, principal_axes_candidates
 from stbench.tasks import get_task

@@ -190,7 +190,7 @@ def test_alignment_and_integration_contracts(tiny):
 def test_every_task_scores_exactly_its_declared_metrics(tiny, monkeypatch):
     """One list per task: score() returns exactly ``metrics`` (primary first), bookkeeping goes to
     annotate(), and the runner's check refuses a task that reports anything else."""
-    from stbench.benchmark.runner import run_cell
+    from stbench.benchmark.inprocess import run_cell
     from stbench.methods import METHODS
     from stbench.tasks import TASKS
     from stbench.tasks.metrics import METRICS
@@ -216,7 +216,7 @@ def test_every_task_scores_exactly_its_declared_metrics(tiny, monkeypatch):
 def test_a_declared_unranked_split_is_recorded_with_its_reason(tiny, monkeypatch):
     """A task may declare a split unranked (``UNRANKED``); every cell of it carries the reason,
     which the board shows and keeps out of rankings. Ranked cells carry ""."""
-    from stbench.benchmark.runner import run_cell
+    from stbench.benchmark.inprocess import run_cell
     from stbench.methods import METHODS
 
     task = get_task("gene_imputation")
