@@ -41,7 +41,7 @@ import torch
 
 import stbench.methods  # noqa: F401  (the built-in adapters; plugins load in the cell, sandboxed)
 import stbench.tasks  # noqa: F401  (the input view classes)
-from stbench.errors import MethodNotApplicable
+from stbench.errors import ContractError, MethodNotApplicable
 # SCRUBBED_PREFIXES: variables that could point a method at data, results or the tracking store
 # (the fork server is started without them; scrubbed here again for Ray workers)
 from stbench.benchmark.isolation import SCRUBBED_PREFIXES, TRACEBACK_LINES
@@ -169,8 +169,11 @@ def main(job: dict, conn) -> None:
             done["device_name"] = torch.cuda.get_device_name()
         seed_everything(job["seed"])
         output = method.run(job["task"], inputs, ctx)
-        exchange_file.write(output, exchange / "output.zip")
-        done["status"] = "ok"
+        try:
+            exchange_file.write(output, exchange / "output.zip")
+            done["status"] = "ok"
+        except ContractError as err:  # the method returned something that is not data
+            done.update(status="invalid_output", error=str(err))
     except MethodNotApplicable as err:  # declared applicability is the runner's: a refusal here is a failure
         done.update(error=f"the method refused to run at run time ({err}); declare the splits it runs on "
                           "(Method.splits) so the runner skips them instead")

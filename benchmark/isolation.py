@@ -346,6 +346,8 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                 else:
                     killed = ("error", f"the cell broke the protocol: it sent {json.dumps(msg)[:120]}")
             if proc.exitcode is not None:
+                if conn in waiting_on and conn.poll(0):
+                    continue  # it has ended: first read what it said before it did
                 break
             if not killed:
                 # the cell's first process every poll (one small /proc read); all of its processes
@@ -416,7 +418,8 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
         shutil.rmtree(exchange, ignore_errors=True)
 
 
-CHILD_STATUSES = ("ok", "error", "oom")  # what a child may say; the rest is the parent's to decide
+# what a child may say (the output it wrote was not data: invalid_output); the rest is the parent's
+CHILD_STATUSES = ("ok", "error", "oom", "invalid_output")
 
 
 def _nonnegative(value) -> float:

@@ -165,29 +165,117 @@ def _vandalise(inputs, ctx):
     return _mean_prediction(inputs)
 
 
-forger = Method(name="fault_forger", kind="baseline", summary="writes its own result.json, then exits")
+def _cell_conn():
+    """The cell's connection to the runner, found in the child's own stack (child.main's ``conn``)."""
+    import sys
+
+    frame = sys._getframe()
+    while frame is not None and "conn" not in frame.f_locals:
+        frame = frame.f_back
+    return frame.f_locals["conn"], Path(frame.f_locals["exchange"])
+
+
+def _say_done(conn, **fields) -> None:
+    import json
+
+    conn.send_bytes(json.dumps({"done": True, **fields}).encode())
+
+
+forger = Method(name="fault_forger", kind="baseline", summary="says it was skipped, then exits")
 
 
 @forger.solves("spatial_imputation")
 def _forge(inputs, ctx):
-    """Find its own exchange folder in the child's stack, write a report with a status the taxonomy
-    does not have, then leave before the child can write the real one."""
-    import json
-    import sys
-
-    frame = sys._getframe()
-    while frame is not None and "exchange" not in frame.f_locals:
-        frame = frame.f_back
-    Path(frame.f_locals["exchange"], "result.json").write_text(json.dumps({"status": "pwned", "time_method_s": 0.0}))
+    """Say "skipped" (cached as done, never retried, never a 0, were it believed) and leave."""
+    conn, _ = _cell_conn()
+    _say_done(conn, status="skipped", error="")
     os._exit(0)
 
 
-shm_vandal = Method(name="fault_shm_vandal", kind="baseline", summary="writes and deletes in /dev/shm")
+slow_liar = Method(name="fault_slow_liar", kind="baseline", summary="works 1.5 s, says it took none")
+
+
+@slow_liar.solves("spatial_imputation")
+def _slow_lie(inputs, ctx):
+    """Sleep 1.5 s, write a valid output, say done with a method time of 0 and a tiny memory."""
+    from stbench.benchmark import exchange
+
+    time.sleep(1.5)
+    conn, folder = _cell_conn()
+    exchange.write(_mean_prediction(inputs), folder / "output.zip")
+    _say_done(conn, status="ok", time_method_s=0.0, peak_rss_mb=1.0, cpu_time_s=0.0)
+    os._exit(0)
+
+
+def _smuggler(attack: str) -> Method:
+    """Write a crafted output file in place of the real one, say done ok, and leave: the runner
+    reads it. Each attack must end ``invalid_output`` with nothing run and nothing allocated."""
+    m = Method(name=f"fault_smuggle_{attack}", kind="baseline", summary=f"crafted output: {attack}",
+               params={"marker": ""})
+
+    @m.solves("spatial_imputation")
+    def _smuggle(inputs, ctx):
+        import io
+        import json
+        import zipfile
+
+        conn, folder = _cell_conn()
+        marker = ctx.params["marker"]
+        with zipfile.ZipFile(folder / "output.zip", "w") as zf:
+            if attack == "pickle":  # an object array whose unpickling would touch a file in the runner
+                buf = io.BytesIO()
+                np.save(buf, np.array([_Touch(marker)], dtype=object), allow_pickle=True)
+                zf.writestr("a0.npy", buf.getvalue())
+                zf.writestr("tree.json", json.dumps({"t": "array", "f": "a0.npy"}))
+            elif attack == "reader":  # a "view" node naming pandas' pickle reader
+                zf.writestr("tree.json", json.dumps({"t": "view", "class": "pandas.io.pickle.read_pickle",
+                                                     "fields": {"filepath_or_buffer": marker}}))
+            elif attack == "header":  # 100,000 x 100,000 float64 claimed (80 GB), 80 bytes present
+                head = io.BytesIO()
+                np.lib.format.write_array_header_1_0(head, {"descr": "<f8", "fortran_order": False,
+                                                           "shape": (100000, 100000)})
+                zf.writestr("a0.npy", head.getvalue() + bytes(80))
+                zf.writestr("tree.json", json.dumps({"t": "array", "f": "a0.npy"}))
+            elif attack == "bomb":  # 200 MB of zeros deflated to a few hundred KB
+                buf = io.BytesIO()
+                np.save(buf, np.zeros(25 * 2**20))
+                zf.writestr(zipfile.ZipInfo("a0.npy"), buf.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+                zf.writestr("tree.json", json.dumps({"t": "array", "f": "a0.npy"}))
+        _say_done(conn, status="ok")
+        os._exit(0)
+
+    return m
+
+
+class _Touch:
+    """Unpickling this creates the marker file: proof that code ran where it was unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+smuggle_pickle, smuggle_reader, smuggle_header, smuggle_bomb = (
+    _smuggler(a) for a in ("pickle", "reader", "header", "bomb"))
+
+
+not_data = Method(name="fault_not_data", kind="baseline", summary="returns an object that is not data")
+
+
+@not_data.solves("spatial_imputation")
+def _not_data(inputs, ctx):
+    return {"aligned": _Touch("/nonexistent")}
+
+
+shm_vandal = Method(name="fault_shm_vandal", kind="baseline", summary="writes, reads and deletes in /dev/shm")
 
 
 @shm_vandal.solves("spatial_imputation")
 def _shm_vandal(inputs, ctx):
-    """Try to drop a file in /dev/shm and to delete the problems' input files there."""
+    """Try to drop a file in /dev/shm, to read and delete the problems' input files there and to
+    put a folder where a neighbouring cell writes its output."""
     import glob
 
     done = []
@@ -196,28 +284,113 @@ def _shm_vandal(inputs, ctx):
         done.append("wrote /dev/shm")
     except OSError:
         pass
-    for path in glob.glob("/dev/shm/stbench-problems-*/*.pkl"):
+    for path in glob.glob("/dev/shm/stbench-problems-*/*") + glob.glob("/dev/shm/stbench-cell-io-*"):
         try:
-            os.unlink(path)
-            done.append(f"deleted {path}")
+            if os.path.isdir(path):
+                os.mkdir(os.path.join(path, "output.zip"))
+                done.append(f"blocked {path}")
+            else:
+                open(path, "rb").close()
+                os.unlink(path)
+                done.append(f"deleted {path}")
         except OSError:
             pass
     if done:
-        return _mean_prediction(inputs)
+        raise RuntimeError("LEAK " + "; ".join(done))
     raise PermissionError("every write into /dev/shm was refused")
 
 
-class _Boom:
-    def __reduce__(self):
-        return (int, ("not a number",))  # int("not a number") raises ValueError while it is read back
+process_snooper = Method(name="fault_process_snooper", kind="baseline", params={"pids": []},
+                         summary="reads, signals, ptraces and reads the memory of other processes")
 
 
-bad_pickle = Method(name="fault_bad_pickle", kind="baseline", summary="an output whose reading raises")
+@process_snooper.solves("spatial_imputation")
+def _snoop_processes(inputs, ctx):
+    """For each pid (the runner, the fork server): its /proc entries, a signal probe, SIGSTOP
+    (then SIGCONT at once, so a success does not hang the test), ptrace attach, process_vm_readv."""
+    import ctypes
+    import errno
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    seen = []
+    for pid in ctx.params["pids"]:
+        for entry in ("environ", "cwd", "fd", "maps", "mem", "cmdline"):
+            path = f"/proc/{pid}/{entry}"
+            try:
+                if os.path.isdir(path):
+                    os.listdir(path)
+                else:
+                    with open(path, "rb") as fh:
+                        fh.read(16)
+                seen.append(f"read {path}")
+            except OSError:
+                pass
+        for sig in (0, signal.SIGSTOP):
+            try:
+                os.kill(pid, sig)
+                seen.append(f"signal {sig} to {pid}")
+                if sig == signal.SIGSTOP:
+                    os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        if libc.ptrace(16, pid, None, None) == 0:  # PTRACE_ATTACH
+            seen.append(f"ptrace {pid}")
+            libc.ptrace(17, pid, None, None)  # PTRACE_DETACH
+        buf = ctypes.create_string_buffer(8)
+
+        class IOVec(ctypes.Structure):
+            _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+        local, remote = IOVec(ctypes.cast(buf, ctypes.c_void_p), 8), IOVec(0x400000, 8)
+        if libc.process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) >= 0 \
+                or ctypes.get_errno() == errno.EFAULT:  # EFAULT: permitted, only the address was wrong
+            seen.append(f"process_vm_readv {pid}")
+    if seen:
+        raise RuntimeError("LEAK " + "; ".join(seen))
+    raise PermissionError("every look at another process was refused")
 
 
-@bad_pickle.solves("spatial_imputation")
-def _bad_pickle(inputs, ctx):
-    return {"aligned": _Boom()}
+tracking_forger = Method(name="fault_tracking_forger", kind="baseline", params={"uri": ""},
+                         summary="posts a forged run to the tracking server")
+
+
+@tracking_forger.solves("spatial_imputation")
+def _forge_tracking(inputs, ctx):
+    """What a method that read MLFLOW_TRACKING_URI would do: create a run through the REST API."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"experiment_id": "0", "run_name": "forged"}).encode()
+    request = urllib.request.Request(ctx.params["uri"] + "/api/2.0/mlflow/runs/create", data=body,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=3).read()
+    except OSError as err:
+        raise PermissionError(f"the tracking server could not be reached ({err})") from None
+    raise RuntimeError("LEAK posted a run to the tracking server")
+
+
+memory_fanout = Method(name="fault_memory_fanout", kind="baseline", params={"mb": 300, "workers": 3, "marker": ""},
+                       summary="spreads memory over detached workers")
+
+
+@memory_fanout.solves("spatial_imputation")
+def _fan_out(inputs, ctx):
+    """Double-fork ``workers`` setsid'd processes that each hold ``mb`` MB (every page touched),
+    so no single process, nor the cell's process group, holds much: the ceiling must count them all."""
+    import sys
+
+    p = ctx.params
+    code = f"import time; b = bytearray({p['mb']} * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(120)"
+    for _ in range(p["workers"]):
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv(sys.executable, [sys.executable, "-c", code, p["marker"]])
+            os._exit(0)
+    time.sleep(60)
+    return _mean_prediction(inputs)
 
 
 truth_hunter = Method(name="fault_truth_hunter", kind="baseline", summary="looks for the truth on disk",
