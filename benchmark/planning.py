@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from stbench import manifest
+from stbench.manifest import load as load_manifest, method_metadata
 from stbench.errors import StbenchError, UnknownNameError
 from stbench.tasks import get_task
 
@@ -66,7 +66,7 @@ def method_info(method) -> MethodInfo:
     if isinstance(method, MethodInfo):
         return method
     if isinstance(method, str):
-        return MethodInfo.from_metadata(method, manifest.method_metadata(method))
+        return MethodInfo.from_metadata(method, method_metadata(method))
     return MethodInfo.of(method)
 
 
@@ -89,7 +89,7 @@ class Cell:
 
 
 def default_methods() -> list[str]:
-    return [n for n, m in manifest.load()["methods"].items() if m["kind"] in ("control", "baseline")]
+    return [n for n, m in load_manifest()["methods"].items() if m["kind"] in ("control", "baseline")]
 
 
 def plan_cells(tasks, methods, datasets: dict[str, object], seeds, splits=None, instances=None) -> list[Cell]:

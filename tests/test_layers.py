@@ -1,11 +1,13 @@
 """The layering, read from every module's imports with ``ast`` (function-level imports too).
 
     errors       nothing of ours: every layer may raise its errors
+    sandbox      nothing of ours: the restrictions a process puts on itself (a cell, plugin discovery)
     datasets     errors
     tasks        datasets and errors (a task reads a dataset and says what a method may see)
     methods      tasks' input types and errors (an adapter never reaches the engine or the truth)
-    manifest     errors; tasks and methods only where it writes manifest.json from the code
-    benchmark    everything but the leaderboard and the CLI (the engine)
+    manifest     errors and sandbox; tasks and methods only where it writes manifest.json from the code
+    benchmark    everything but the leaderboard and the CLI (the engine); but the runner's own
+                 modules never import an adapter (only the cell's: child, and inprocess for tests)
     leaderboard  errors, the manifest and the results schema and catalog (benchmark.store) only:
                  it never imports an adapter, a task or torch
     cli          everything (the application)
@@ -19,13 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "errors": set(),
+    "sandbox": {"sandbox"},
     "datasets": {"errors", "datasets"},
     "tasks": {"errors", "datasets", "tasks"},
     "methods": {"errors", "tasks", "methods"},
-    "manifest": {"errors", "manifest"},
-    "benchmark": {"errors", "datasets", "tasks", "methods", "manifest", "benchmark"},
+    "manifest": {"errors", "sandbox", "manifest"},
+    "benchmark": {"errors", "sandbox", "datasets", "tasks", "methods", "manifest", "benchmark"},
     "leaderboard": {"errors", "manifest", "benchmark.store", "leaderboard", ""},
-    "cli": {"errors", "datasets", "tasks", "methods", "manifest", "benchmark", "leaderboard", "cli", ""},
+    "cli": {"errors", "sandbox", "datasets", "tasks", "methods", "manifest", "benchmark", "leaderboard", "cli", ""},
 }
 # manifest.build() writes manifest.json from the code: the one place it reads the registries
 EXCEPTIONS = {("manifest", "methods"), ("manifest", "tasks")}
@@ -85,3 +88,28 @@ def test_every_module_imports_only_from_the_layers_below_it():
                 breaks.append(f"{path.relative_to(ROOT)}:{line} imports {module}: {layer} may import only "
                               f"{sorted(allowed - {''}) or 'nothing of ours'}")
     assert not breaks, "layering breaks:\n" + "\n".join(breaks)
+
+
+# The modules that run in the cell's process, or in the caller's for tests: the only engine
+# modules that may import an adapter.
+CELL_SIDE = {"child.py", "inprocess.py", "validity.py"}
+
+
+def test_the_runner_imports_no_adapter():
+    """The runner holds every problem's solution: no adapter's module code may run in it. Read
+    from the imports (function-level ones too), and checked in a fresh process that runs a grid."""
+    import subprocess
+    import sys
+
+    breaks = [f"{path.relative_to(ROOT)}:{line} imports {module}"
+              for path in sorted((ROOT / "benchmark").glob("*.py")) + [ROOT / "cli.py"] if path.name not in CELL_SIDE
+              for line, module in _imports(path) if _target(module) == "methods"]
+    assert not breaks, "the runner's modules import adapters:\n" + "\n".join(breaks)
+    code = ("import sys, tempfile\nfrom stbench.benchmark.runner import run_benchmark\n"
+            "r = run_benchmark(tasks=['domain_identification'], methods=['negative_control', 'pca_kmeans'],\n"
+            "                  instances=['slice0'], results_dir=tempfile.mkdtemp(), progress=False)\n"
+            "assert set(r.results['status']) == {'ok'}, r.results[['method', 'status', 'error']]\n"
+            "print(sorted(m for m in sys.modules if m.startswith('stbench.methods') or m == 'torch'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
