@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from stbench.errors import StbenchError, UnknownNameError
 
@@ -52,7 +54,8 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--markdown", help="also write the comparison as Markdown (for a CI comment) to this file")
 
     exp = sub.add_parser("export", help="publish the leaderboard tables (md, html, csv) or the raw results table")
-    exp.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
+    exp.add_argument("--results", help="a results folder, shown on the reference board (default: the reference "
+                     "board alone)")
     exp.add_argument("--format", choices=["md", "html", "csv", "parquet"], default="md",
                      help="html: one self-contained page (tables, charts, descriptions, provenance); md: the same "
                      "tables for a README or a CI comment; csv: one file "
@@ -63,11 +66,23 @@ def _build_parser() -> argparse.ArgumentParser:
                      "synthetic sanity check, or both (default: real when the folder holds real-data cells)")
     exp.add_argument("-o", "--output", required=True, help="file to write")
 
-    lb = sub.add_parser("leaderboard", help="serve the Streamlit leaderboard of a results folder")
-    lb.add_argument("--results", default="stbench-results", help="results folder (default: stbench-results)")
+    lb = sub.add_parser("leaderboard", help="serve the Streamlit leaderboard: the reference board, with your "
+                        "results folder's cells on it")
+    lb.add_argument("--results", help="a results folder: its cells shown on the reference board (default: the "
+                    "reference board alone)")
     lb.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     lb.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                     "0.0.0.0 to share it on the network)")
+
+    bd = sub.add_parser("board", help="the published reference board: its coverage, and adding finished cells")
+    bsub = bd.add_subparsers(dest="board_command", required=True)
+    bst = bsub.add_parser("status", help="coverage per task x dataset x method (done, failed, missing), stale "
+                          "cells, CPU time so far and the estimate for the rest")
+    bst.add_argument("--data-dir", help="folder of the real .h5ad files (for split hashes not committed)")
+    bad = bsub.add_parser("add", help="merge the finished cells of a results folder into the reference board")
+    bad.add_argument("results", help="a results folder of `stbench run`")
+    bad.add_argument("--only-valid", action="store_true", help="add the cells that pass the checks even when "
+                     "others are refused (default: refuse the whole folder)")
 
     spl = sub.add_parser("splits", help="check the split hashes against the committed manifest")
     spl.add_argument("--data-dir", help="folder of the real .h5ad files")
@@ -129,7 +144,8 @@ def cmd_run(args) -> int:
                            seeds=args.seeds, splits=args.splits, data_dir=args.data_dir, user_datasets=user,
                            results_dir=args.results, executor=args.executor, jobs=args.jobs,
                            timeout=args.timeout, memory=args.memory, force=args.force, address=args.address,
-                           progress=not args.quiet, method_params=method_params, instances=args.instances)
+                           progress=not args.quiet, method_params=method_params, instances=args.instances,
+                           command=" ".join(["stbench", *map(shlex.quote, args.argv)]))
     total = time.perf_counter() - start
     if report.results.empty:
         print("no cell to run: no selected task declares the selected datasets", file=sys.stderr)
@@ -150,7 +166,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from pathlib import Path
 
     import pandas as pd
 
@@ -173,7 +188,6 @@ def cmd_compare(args) -> int:
 
 
 def _results_folder(path: str):
-    from pathlib import Path
 
     if not Path(path).is_dir():
         raise StbenchError(f"results folder {path!r} does not exist. Expected: the --results folder "
@@ -182,22 +196,22 @@ def _results_folder(path: str):
 
 
 def cmd_export(args) -> int:
-    from stbench.benchmark.store import ResultStore, write_table
+    from stbench.benchmark.store import REFERENCE_DIR, ResultStore, write_table
     from stbench.leaderboard.publish import write_document
-    from stbench.leaderboard.tables import (Board, default_view, filter_cells, load_results, published_tables,
-                                            write_csv_tables)
+    from stbench.leaderboard.tables import (Board, default_view, filter_cells, load_board, load_results,
+                                            published_tables, write_csv_tables)
 
-    results = _results_folder(args.results)
+    results = _results_folder(args.results) if args.results else None
     if args.raw or args.format == "parquet":
-        table = ResultStore(results).table()
+        table = ResultStore(results).table() if results else load_results(REFERENCE_DIR)[0]
         path = write_table(table, args.output, args.format)
         print(f"wrote {len(table)} cells to {path} ({args.format})")
         return 0
-    table, catalog = load_results(results)
+    table, catalog, what = load_board(results)
     view = default_view(table) if args.view is None else args.view
     board = Board(filter_cells(table, view=None if view == "all" else view), catalog)
     if board.table.empty:
-        raise StbenchError(f"no cell of {results} is in the {view!r} view. Expected: --view real, sanity or all")
+        raise StbenchError(f"no cell of {what} is in the {view!r} view. Expected: --view real, sanity or all")
     if args.format == "csv":
         tables = published_tables(board)
         paths = write_csv_tables(tables, args.output)
@@ -210,19 +224,46 @@ def cmd_export(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from stbench.leaderboard import APP_SCRIPT, RESULTS_ENV
-    from stbench.leaderboard.tables import load_results
+    from stbench.leaderboard import APP_SCRIPT, OVERLAY_ENV, RESULTS_ENV
+    from stbench.leaderboard.tables import load_board
 
-    results = _results_folder(args.results)
-    load_results(results)  # a clear error here rather than a red box in the browser
-    env = {**os.environ, RESULTS_ENV: str(results.resolve()), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    results = _results_folder(args.results) if args.results else None
+    _, _, what = load_board(results)  # a clear error here rather than a red box in the browser
+    env = {**os.environ, RESULTS_ENV: str(results.resolve()) if results else "", OVERLAY_ENV: "1",
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     # toolbarMode viewer: a reader's board, without Streamlit's Deploy button and developer menu
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.headless", "true",
            "--client.toolbarMode", "viewer",
            "--server.port", str(args.port), "--server.address", args.address]
-    print(f"stbench leaderboard of {results} at http://{args.address}:{args.port} (Ctrl-C stops it)", flush=True)
+    print(f"stbench leaderboard of {what} at http://{args.address}:{args.port} (Ctrl-C stops it)", flush=True)
     # Become the Streamlit server (no child left behind when this process is stopped).
     os.execve(sys.executable, cmd, env)
+
+
+def cmd_board(args) -> int:
+    from stbench.benchmark import board
+    from stbench.benchmark.store import REFERENCE_DIR
+
+    if args.board_command == "status":
+        grid = board.grid_keys(data_dir=args.data_dir)
+        print(board.format_status(board.status(board.read_board(), grid), grid))
+        return 0
+    done = board.add(args.results, only_valid=args.only_valid)
+    if len(done["refused"]):
+        print(f"refused {len(done['refused'])} cells:\n" + done["refused"].groupby("reason").size().to_string())
+    html = _write_reference_page(REFERENCE_DIR)
+    print(f"added {done['added']} cells ({done['invocations']} new invocation records); the board holds "
+          f"{done['cells']} cells; wrote {html}")
+    return 0
+
+
+def _write_reference_page(folder) -> Path:
+    """The static page of the reference board, beside its table (published as is)."""
+    from stbench.leaderboard.publish import write_document
+    from stbench.leaderboard.tables import Board, filter_cells, load_results
+
+    table, catalog = load_results(folder)
+    return write_document(Board(filter_cells(table, view="real"), catalog), Path(folder) / "board.html", "html", "real")
 
 
 def cmd_list(args) -> int:
@@ -296,10 +337,12 @@ def main(argv=None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _build_parser().parse_args(argv)
+    args.argv = argv  # recorded with an invocation: the exact command (the board's provenance)
     try:
         return {"run": cmd_run, "list": cmd_list, "splits": cmd_splits, "export": cmd_export,
-                "compare": cmd_compare, "leaderboard": cmd_leaderboard}[args.command](args)
+                "compare": cmd_compare, "leaderboard": cmd_leaderboard, "board": cmd_board}[args.command](args)
     except StbenchError as err:
         print(f"stbench: error: {err}", file=sys.stderr)
         return 2

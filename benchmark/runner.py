@@ -243,7 +243,7 @@ class RunConfig:
     real .h5ad files; None: $STBENCH_DATA). How: ``executor`` ("local" or "ray", at
     ``address``), ``jobs`` cells at once, ``timeout`` seconds and ``memory`` ("8G" or
     bytes) per cell (None: by method kind, and 80 % of RAM / jobs), ``force`` re-runs
-    recorded cells, ``progress`` shows the bar.
+    recorded cells, ``progress`` shows the bar, ``command`` is recorded as the invocation's.
     """
 
     tasks: list[str] | None = None
@@ -263,6 +263,7 @@ class RunConfig:
     force: bool = False
     address: str | None = None
     progress: bool = True
+    command: str = ""  # the command line that asked for this run, recorded with the invocation
 
 
 def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
@@ -303,7 +304,8 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
               "splits": splits or "all", "executor": executor, "jobs": jobs, "timeout_s": timeout or "by kind",
               "memory_bytes": memory, "force": force}
     invocation = store.start_invocation({k: json.dumps(v) for k, v in config.items()},
-                                        {"git_commit": git_commit(), "versions": json.dumps(library_versions())})
+                                        {"git_commit": git_commit(), "versions": json.dumps(library_versions()),
+                                         "command": cfg.command[:5000]})
     report.invocation = invocation
     bar = Progress(len(cells), progress)
     grid = _Grid(store, invocation, backend, by_name, params, timeout, memory,
@@ -352,13 +354,7 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
     finally:
         bar.close()
         grid.close()
-        store.update_catalog({m.name: m.metadata for m in methods},
-                             {n: {"platform": d.platform, "organism": d.organism, "tissue": d.tissue,
-                                  "version": d.version, "paper": d.source.get("paper", ""),
-                                  "synthetic": d.filename is None and n in DATASETS,
-                                  "description": d.description}
-                              for n, d in specs.items()},
-                             {t: get_task(t).declaration() for t in tasks})
+        store.update_catalog(*catalog_entries(methods, specs, tasks))
         table = store.export()
         report.path = store.results_path
         report.results = table[table["cell_key"].isin(set(keys.values()))].reset_index(drop=True)
@@ -367,6 +363,14 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
                                           "cached": report.cached, "failed": n_failed,
                                           "wall_time_s": time.perf_counter() - start_all}, status)
     return report
+
+
+def catalog_entries(methods: list[MethodInfo], specs: dict, tasks: list[str]) -> tuple[dict, dict, dict]:
+    """What the app shows about methods, datasets and tasks (``catalog.json``), from their metadata."""
+    datasets = {n: {"platform": d.platform, "organism": d.organism, "tissue": d.tissue, "version": d.version,
+                    "paper": d.source.get("paper", ""), "synthetic": d.filename is None and n in DATASETS,
+                    "description": d.description} for n, d in specs.items()}
+    return ({m.name: m.metadata for m in methods}, datasets, {t: get_task(t).declaration() for t in tasks})
 
 
 def _run_groups(grid: _Grid, groups, keys, force: bool, jobs: int) -> list[Cell]:

@@ -1,4 +1,6 @@
-"""The committed split hashes: every registered (task, split, dataset, instance, seed 0-2).
+"""The committed split hashes: every registered (task, split, dataset, instance, seed 0-2), and
+the reference board's extra seeds (``EXTRA_SEEDS``: seeds 0-9 of domain identification on
+DLPFC 151673), so the board's cell keys are known without the data.
 
 ``stbench splits --write`` regenerates ``tasks/split_hashes.json`` (only when a
 split is changed on purpose, with a task version bump); ``stbench splits``
@@ -17,6 +19,7 @@ from stbench.tasks import TASKS
 
 MANIFEST = Path(__file__).resolve().parent.parent / "tasks" / "split_hashes.json"
 SEEDS = (0, 1, 2)
+EXTRA_SEEDS = {("domain_identification", "dlpfc", "151673"): tuple(range(10))}
 
 
 def split_key(task: str, split: str, dataset: str, instance: str, seed: int) -> str:
@@ -37,7 +40,8 @@ def compute_split_hashes(datasets=None, data_dir=None, seeds=SEEDS) -> tuple[dic
                 for split in task.splits:
                     if not task.applies(dataset.spec, split):
                         continue
-                    for seed in seeds:
+                    extra = EXTRA_SEEDS.get((task.name, name, instance), ()) if seeds == SEEDS else ()
+                    for seed in dict.fromkeys([*seeds, *extra]):
                         hashes[split_key(task.name, split, name, instance, seed)] = \
                             task.split_sha256(dataset, instance, split, seed)
     return hashes, missing

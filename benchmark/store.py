@@ -71,6 +71,8 @@ TAG_COLUMNS = [c for c, t in SCHEMA.items() if c not in PARAM_COLUMNS and t in (
                and c not in ("run_id", "mlflow_run_id", "attempts", "finished_at")]
 MAX_TAG = 7000
 CATALOG = "catalog.json"  # method and dataset metadata beside the results table
+# The published reference board (benchmark/board.py writes it; `stbench leaderboard` serves it)
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "leaderboard" / "reference"
 
 
 class SchemaError(StbenchError):

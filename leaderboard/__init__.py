@@ -7,3 +7,5 @@ from pathlib import Path
 
 APP_SCRIPT = Path(__file__).with_name("app.py")
 RESULTS_ENV = "STBENCH_LEADERBOARD_RESULTS"  # the results folder `stbench leaderboard --results` serves
+# "1": show that folder on the reference board ("" folder: the reference board alone); unset: the folder as is
+OVERLAY_ENV = "STBENCH_LEADERBOARD_OVERLAY"

@@ -35,9 +35,10 @@ import pandas as pd
 import streamlit as st
 
 from stbench.errors import StbenchError
-from stbench.leaderboard import RESULTS_ENV, aggregate
+from stbench.benchmark.store import REFERENCE_DIR
+from stbench.leaderboard import OVERLAY_ENV, RESULTS_ENV, aggregate
 from stbench.leaderboard.tables import (VIEWS, Board, cell_count, default_view, failed_cells, filter_cells,
-                                        format_number, load_results, task_descriptions, variants)
+                                        format_number, load_board, load_results, task_descriptions, variants, YOURS)
 
 PAGES = ("Overview", "Tasks", "Methods", "Regression")
 SCALE_NOTE = ("Scaled scores: negative control = 0, positive control = 1, per task, split, dataset and metric "
@@ -52,14 +53,21 @@ HIDE_DEPLOY = "<style>[data-testid='stAppDeployButton'], .stDeployButton {displa
 
 # ---------------------------------------------------------------- data (read once, cached)
 
-def _stamp(results_dir: Path) -> tuple:
+def _stamp(results_dir: Path | None) -> tuple:
     """Modification times of the files the app reads: a new `stbench run` invalidates the cache."""
+    folders = [f for f in (results_dir, REFERENCE_DIR if _overlay() else None) if f is not None]
     return tuple(p.stat().st_mtime_ns if p.is_file() else 0
-                 for p in (results_dir / "results.parquet", results_dir / "catalog.json"))
+                 for f in folders for p in (f / "results.parquet", f / "catalog.json"))
+
+
+def _overlay() -> bool:
+    return os.environ.get(OVERLAY_ENV) == "1"
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _load(results_dir: str, stamp: tuple) -> tuple[pd.DataFrame, dict]:
+    if _overlay():
+        return load_board(Path(results_dir) if results_dir else None)[:2]
     return load_results(results_dir)
 
 
@@ -377,18 +385,24 @@ def empty_state(results_dir: Path, message: str) -> None:
 def main() -> None:
     st.set_page_config(page_title="stbench leaderboard", layout="wide", menu_items={})
     st.markdown(HIDE_DEPLOY, unsafe_allow_html=True)
-    results_dir = Path(os.environ.get(RESULTS_ENV, "stbench-results"))
+    named = os.environ.get(RESULTS_ENV, "" if _overlay() else "stbench-results")
+    results_dir = Path(named) if named else None
     stamp = _stamp(results_dir)
     try:
-        table, catalog = _load(str(results_dir), stamp)
+        table, catalog = _load(str(results_dir or ""), stamp)
     except StbenchError as err:
         st.error(str(err))
-        empty_state(results_dir, "No results are recorded here yet.")
+        empty_state(results_dir or Path("stbench-results"), "No results are recorded here yet.")
         st.stop()
     if table.empty:
-        empty_state(results_dir, "The results table is empty.")
+        empty_state(results_dir or Path("stbench-results"), "The results table is empty.")
         st.stop()
     st.title("stbench leaderboard")
+    if _overlay():
+        mine = table["method"].str.endswith(YOURS)
+        st.caption("The published reference board." if results_dir is None or not mine.any() else
+                   f"Your cells ({int(mine.sum())}, methods marked *(yours)*) on the reference board, which is "
+                   "limited to the problems you ran (task, split, dataset, slice, seed): ranks compare like with like.")
     counts = cell_count(table)
     st.caption(f"{len(table)} cells ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
                f"last recorded {table['finished_at'].max()[:19].replace('T', ' ')} UTC")
@@ -417,7 +431,7 @@ def main() -> None:
     elif not true_k:
         st.query_params["true_k"] = "0"
 
-    board = _board(str(results_dir), stamp, view, tuple(tasks), tuple(datasets), tuple(platforms), tuple(splits),
+    board = _board(str(results_dir or ""), stamp, view, tuple(tasks), tuple(datasets), tuple(platforms), tuple(splits),
                    tuple(instances), tuple(seeds))
     if view == "sanity":
         st.warning("Synthetic sanity view: the built-in tissue comes from a public simulator, which a method "

@@ -28,7 +28,7 @@ import pandas as pd
 
 from stbench.errors import StbenchError
 from stbench.manifest import variant_name
-from stbench.benchmark.store import FAILED, check_schema, read_catalog
+from stbench.benchmark.store import FAILED, REFERENCE_DIR, check_schema, read_catalog
 from stbench.leaderboard import aggregate
 
 RESULTS_FILE = "results.parquet"
@@ -48,6 +48,38 @@ def load_results(results_dir: str | Path) -> tuple[pd.DataFrame, dict]:
     table["platform"] = table["dataset"].map(platforms).fillna("unknown").replace("", "unknown")
     table["synthetic"] = [is_synthetic(catalog, d) for d in table["dataset"]]
     return table, catalog
+
+
+PROBLEM = ["task", "split", "dataset", "instance", "seed"]
+YOURS = " (yours)"
+
+
+def load_board(results_dir: str | Path | None = None, reference_dir: str | Path = REFERENCE_DIR
+               ) -> tuple[pd.DataFrame, dict, str]:
+    """What `stbench leaderboard` and `stbench export` show: (table, catalog, what it is).
+
+    No folder: the published reference board. A folder: its cells *on* the reference board:
+    the reference cells of the problems (task, split, dataset, slice, seed) the folder has
+    cells for, and the folder's own rows, their methods named ``NAME (yours)``, so a new method
+    is ranked among the published ones on exactly the cells it ran, without re-running them.
+    A folder that shares no problem with the reference board (the synthetic tissue) is shown
+    alone, as it is."""
+    if results_dir is None:
+        table, catalog = load_results(reference_dir)
+        return table, catalog, f"the reference board ({reference_dir})"
+    table, catalog = load_results(results_dir)
+    if not (Path(reference_dir) / RESULTS_FILE).is_file():
+        return table, catalog, str(results_dir)
+    ref, ref_catalog = load_results(reference_dir)
+    problems = set(map(tuple, table[PROBLEM].astype(str).to_numpy()))
+    ref = ref[[tuple(p) in problems for p in ref[PROBLEM].astype(str).to_numpy()]]
+    if ref.empty:
+        return table, catalog, str(results_dir)
+    theirs = table.assign(method=table["method"] + YOURS, base_method=table["base_method"] + YOURS)
+    merged_catalog = {part: {**ref_catalog[part], **catalog[part]} for part in ("methods", "datasets", "tasks")}
+    merged_catalog["methods"].update({n + YOURS: m for n, m in catalog["methods"].items()})
+    combined = pd.concat([ref, theirs], ignore_index=True)
+    return combined, merged_catalog, f"{results_dir} on the reference board ({len(ref)} reference cells of its problems)"
 
 
 def is_synthetic(catalog: dict, dataset: str) -> bool:

@@ -1,0 +1,308 @@
+"""The published reference board: every method on every real dataset, committed with provenance.
+
+``leaderboard/reference/`` holds the finished cells' table (``results.parquet``: scores and
+resources, one row per cell key; no method output, no data), the catalog the app reads
+(``catalog.json``), one provenance record per invocation that produced cells
+(``provenance.json``) and the static page (``board.html``).
+
+Data flow::
+
+    stbench run ... --results DIR        (a clean work tree, the sandbox in force)
+    stbench board add DIR                 --> checks every cell, merges by cell key
+    stbench board status                  --> coverage against the grid, stale cells, estimate
+
+The grid (``grid_cells``) is every task x every registered real dataset and instance the task
+declares x every built-in method that solves it (controls, baselines, seeds, peers; default
+parameters) x seeds 0-2, and seeds 0-9 for domain identification on DLPFC 151673 (OGB's
+rule, Spotscape's protocol). A committed cell whose key is not in the grid any more is
+*stale*: its task, method (version, parameters), dataset or split changed since it ran; the
+fix is to re-run it, never to edit the table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stbench.benchmark.planning import Cell, cell_key, method_info, plan_cells
+from stbench.benchmark.split_hashes import EXTRA_SEEDS, SEEDS, load_manifest as load_split_hashes, split_key
+from stbench.benchmark.store import DONE, FAILED, REFERENCE_DIR, ResultStore, check_schema
+from stbench.datasets.registry import DATASETS
+from stbench.errors import StbenchError
+from stbench.manifest import load as load_manifest
+from stbench.tasks import TASKS
+
+PROVENANCE = "provenance.json"
+# What a reference cell must have had in force: the truth out of reach (reads restricted) and no
+# network. A cell labelled otherwise is refused (a kernel without Landlock, an old engine).
+REQUIRED_SANDBOX = ("landlock", "r+w", "netns")
+# Columns that point at a local MLflow store: meaningless in the committed table.
+LOCAL_COLUMNS = ("artifact", "mlflow_run_id")
+
+
+def real_datasets() -> list[str]:
+    return [n for n, spec in DATASETS.items() if spec.filename is not None]
+
+
+def grid_cells() -> list[Cell]:
+    """Every cell of the reference board, in the planner's order."""
+    methods = list(load_manifest()["methods"])
+    specs = {n: DATASETS[n] for n in real_datasets()}
+    cells = plan_cells(list(TASKS), methods, specs, SEEDS)
+    for (task, dataset, instance), seeds in EXTRA_SEEDS.items():
+        extra = plan_cells([task], methods, {dataset: specs[dataset]}, [s for s in seeds if s not in SEEDS],
+                           instances=[instance])
+        cells += extra
+    return cells
+
+
+def grid_keys(cells: list[Cell] | None = None, data_dir=None) -> pd.DataFrame:
+    """The grid with each cell's key: split hashes from the committed ``split_hashes.json``, or
+    computed from the data for seeds it does not hold."""
+    cells = cells if cells is not None else grid_cells()
+    committed = load_split_hashes()
+    infos = {m: method_info(m) for m in {c.method for c in cells}}
+    computed: dict[str, str] = {}
+    rows = []
+    for c in cells:
+        sk = split_key(c.task, c.split, c.dataset, c.instance, c.seed)
+        if sk not in committed and sk not in computed:
+            from stbench.datasets.loading import load_dataset
+
+            computed[sk] = TASKS[c.task].split_sha256(_load(c.dataset, data_dir, load_dataset), c.instance,
+                                                      c.split, c.seed)
+        split_sha = committed.get(sk) or computed[sk]
+        info = infos[c.method]
+        rows.append({"task": c.task, "split": c.split, "dataset": c.dataset, "instance": c.instance,
+                     "method": c.method, "seed": c.seed, "skip": c.skip, "method_kind": info.kind,
+                     "cell_key": cell_key(c, DATASETS[c.dataset].sha256, split_sha, info, info.params)})
+    return pd.DataFrame(rows)
+
+
+_loaded: dict = {}
+
+
+def _load(name, data_dir, load_dataset):
+    if name not in _loaded:
+        _loaded[name] = load_dataset(name, data_dir)
+    return _loaded[name]
+
+
+def read_board(folder: Path = REFERENCE_DIR) -> pd.DataFrame:
+    path = Path(folder) / "results.parquet"
+    if not path.is_file():
+        return check_schema(pd.DataFrame({c: pd.Series(dtype="object") for c in _schema()}))
+    return check_schema(pd.read_parquet(path))
+
+
+def _schema():
+    from stbench.benchmark.store import SCHEMA
+
+    return SCHEMA
+
+
+# -- status -------------------------------------------------------------------
+def status(board: pd.DataFrame, grid: pd.DataFrame) -> dict:
+    """Coverage of the grid by the board: per task x dataset x method the cells done (ok or
+    skipped by declaration), failed (with a status of the taxonomy) and missing; the stale
+    cells (on the board, not in the grid); the CPU time spent and an estimate for the rest."""
+    by_key = board.set_index("cell_key") if len(board) else board
+    g = grid.copy()
+    g["state"] = "missing"
+    if len(board):
+        recorded = by_key["status"].reindex(g["cell_key"]).to_numpy()
+        g.loc[pd.Series(recorded).isin(DONE).to_numpy(), "state"] = "done"
+        g.loc[pd.Series(recorded).isin(FAILED).to_numpy(), "state"] = "failed"
+    coverage = (g.groupby(["task", "dataset", "method", "state"]).size().unstack("state", fill_value=0)
+                .reindex(columns=["done", "failed", "missing"], fill_value=0))
+    stale = board[~board["cell_key"].isin(set(grid["cell_key"]))] if len(board) else board
+    spent = float(board["wall_time_s"].fillna(0).sum()) if len(board) else 0.0
+    return {"cells": g, "coverage": coverage, "stale": stale, "spent_s": spent,
+            "estimate_s": estimate_remaining(board, g)}
+
+
+DEFAULT_CELL_S = {"control": 5.0, "baseline": 60.0, "peer": 300.0, "seed": 300.0}  # until the board has its own
+
+
+def estimate_remaining(board: pd.DataFrame, cells: pd.DataFrame) -> float:
+    """Seconds the missing cells would take on this machine: each (task, dataset, method)'s mean
+    wall time on the board, else the (task, method)'s, else a default by kind."""
+    todo = cells[(cells["state"] == "missing") & (cells["skip"] == "")]
+    if todo.empty:
+        return 0.0
+    ran = board[board["status"].isin(("ok",) + FAILED)] if len(board) else board
+    fine = ran.groupby(["task", "dataset", "method"])["wall_time_s"].mean() if len(ran) else pd.Series(dtype=float)
+    coarse = ran.groupby(["task", "method"])["wall_time_s"].mean() if len(ran) else pd.Series(dtype=float)
+    total = 0.0
+    for r in todo.itertuples():
+        v = fine.get((r.task, r.dataset, r.method), np.nan)
+        if not np.isfinite(v):
+            v = coarse.get((r.task, r.method), np.nan)
+        total += v if np.isfinite(v) else DEFAULT_CELL_S.get(r.method_kind, 600.0)
+    return total
+
+
+def stale_reasons(stale: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """Why each stale cell no longer matches: what differs from the grid's cell of the same
+    (task, split, dataset, instance, method, seed), or that the grid has no such cell."""
+    if stale.empty:
+        return stale.assign(reason=pd.Series(dtype=str))
+    manifest = load_manifest()
+    reasons = []
+    ident = ["task", "split", "dataset", "instance", "method", "seed"]
+    known = set(map(tuple, grid[ident].astype(str).to_numpy()))
+    committed = load_split_hashes()
+    for r in stale.itertuples():
+        why = []
+        if tuple(str(getattr(r, c)) for c in ident) not in known:
+            why.append("not a cell of the grid")
+        meta = manifest["methods"].get(r.method)
+        task = manifest["tasks"].get(r.task)
+        if task and str(task.get("version")) != str(r.task_version):
+            why.append(f"task version {r.task_version} -> {task.get('version')}")
+        if meta and str(meta["version"]) != str(r.method_version):
+            why.append(f"method version {r.method_version} -> {meta['version']}")
+        if meta and json.loads(r.params or "{}") != meta["params"]:
+            why.append("default parameters changed")
+        if r.dataset in DATASETS and DATASETS[r.dataset].sha256 != r.dataset_sha256:
+            why.append("dataset sha256 changed")
+        sk = committed.get(split_key(r.task, r.split, r.dataset, r.instance, int(r.seed)))
+        if sk and sk != r.split_sha256:
+            why.append("split hash changed")
+        reasons.append("; ".join(why) or "cell key changed")
+    return stale.assign(reason=reasons)
+
+
+def format_status(st: dict, grid: pd.DataFrame) -> str:
+    cov = st["coverage"]
+    lines = []
+    totals = cov.sum()
+    n = int(totals.sum())
+    lines.append(f"reference board: {int(totals['done'])} of {n} cells done, {int(totals['failed'])} failed, "
+                 f"{int(totals['missing'])} missing; {len(st['stale'])} stale")
+    lines.append(f"CPU time so far (cell wall time, one thread per cell): {st['spent_s'] / 3600:.1f} h; "
+                 f"estimate for the missing cells: {st['estimate_s'] / 3600:.1f} h")
+    per_task = cov.groupby(level=["task", "dataset"]).sum()
+    per_task["methods complete"] = cov.assign(c=(cov["missing"] == 0) & (cov["failed"] == 0) & (cov["done"] > 0)) \
+        .groupby(level=["task", "dataset"])["c"].sum()
+    per_task["methods"] = cov.groupby(level=["task", "dataset"]).size()
+    lines.append("\nper task x dataset (cells):")
+    lines.append(per_task.to_string())
+    incomplete = cov[(cov["missing"] > 0) | (cov["failed"] > 0)]
+    if len(incomplete):
+        lines.append("\nnot complete (task, dataset, method):")
+        lines.append(incomplete.to_string())
+    if len(st["stale"]):
+        reasons = stale_reasons(st["stale"], grid)
+        lines.append("\nstale cells (re-run them; never edit the table):")
+        lines.append(reasons[["task", "split", "dataset", "instance", "method", "seed", "reason"]]
+                     .to_string(index=False))
+    return "\n".join(lines)
+
+
+# -- add ----------------------------------------------------------------------
+def write_catalog(board_dir: Path, table: pd.DataFrame) -> Path:
+    """The board's catalog from the current code's metadata (manifest, dataset registry, task
+    declarations) for the methods, datasets and tasks it holds: one source, never a copy."""
+    from stbench.benchmark.runner import catalog_entries
+
+    methods = [method_info(m) for m in sorted(set(table["method"])) if m in load_manifest()["methods"]]
+    specs = {n: DATASETS[n] for n in sorted(set(table["dataset"])) if n in DATASETS}
+    names = ("methods", "datasets", "tasks")
+    catalog = dict(zip(names, catalog_entries(methods, specs, [t for t in TASKS if t in set(table["task"])])))
+    path = Path(board_dir) / "catalog.json"
+    path.write_text(json.dumps(catalog, indent=1, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def refusals(cells: pd.DataFrame) -> pd.Series:
+    """Why each cell may not join the reference board ("" when it may)."""
+    why = pd.Series("", index=cells.index, dtype=object)
+    commit = cells["git_commit"].fillna("").astype(str)
+    why[commit.str.endswith("+dirty")] = "run with a dirty work tree (commit, then re-run)"
+    why[(why == "") & ~commit.str.fullmatch(r"[0-9a-f]{7,40}")] = "run outside a git checkout (no commit recorded)"
+    shas = cells["dataset"].map(lambda d: DATASETS[d].sha256 if d in DATASETS else None)
+    real = cells["dataset"].isin(real_datasets())
+    why[(why == "") & ~real] = "not a registered real dataset (the board ranks real data only)"
+    why[(why == "") & real & (cells["dataset_sha256"] != shas)] = "a different dataset sha256 than the registry's"
+    sandbox = cells["sandbox"].fillna("").astype(str)
+    ran = cells["status"] != "skipped"  # a declared skip ran nothing
+    unsandboxed = ran & ~sandbox.map(lambda s: all(part in s for part in REQUIRED_SANDBOX))
+    why[(why == "") & unsandboxed] = f"run without the sandbox in force (needs {' + '.join(REQUIRED_SANDBOX)})"
+    return why
+
+
+def invocation_records(results_dir: Path, run_ids: set[str]) -> list[dict]:
+    """Provenance of the invocations that produced ``run_ids``: date, commit, versions, machine,
+    the command (as recorded, else rebuilt from the configuration)."""
+    store = ResultStore(results_dir)
+    out = []
+    for run in store._search("tags.record = 'invocation'"):
+        if run.info.run_id not in run_ids:
+            continue
+        p, t = run.data.params, run.data.tags
+        versions = json.loads(t.get("versions", "{}") or "{}")
+        out.append({"invocation": run.info.run_id,
+                    "started": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC").isoformat(),
+                    "git_commit": t.get("git_commit", ""), "stbench": versions.get("stbench", ""),
+                    "versions": versions, "cpu": versions.get("cpu", ""),
+                    "command": t.get("command") or _command_from(p), "status": run.info.status})
+    return out
+
+
+def _command_from(params: dict) -> str:
+    """``stbench run`` as the invocation's configuration says it was called (older invocations
+    did not record the command line itself)."""
+    args = ["stbench run"]
+    for name in ("tasks", "datasets", "methods", "seeds", "splits", "jobs"):
+        value = json.loads(params.get(name, "null") or "null")
+        if value not in (None, "all"):
+            args.append(f"--{name} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value)))
+    return " ".join(args)
+
+
+def add(results_dir: str | Path, board_dir: Path = REFERENCE_DIR, only_valid: bool = False) -> dict:
+    """Merge the finished cells of a results folder into the board. Every cell is checked
+    (``refusals``); with any refused, nothing is written unless ``only_valid``. A board cell is
+    replaced only by a better record of the same key (ok or skipped over failed); provenance
+    records are appended, deduplicated by invocation. Returns counts and the refusals."""
+    results_dir = Path(results_dir)
+    if not (results_dir / "mlflow.db").is_file() and not (results_dir / "results.parquet").is_file():
+        raise StbenchError(f"{results_dir} is not a results folder. Expected: the --results folder of a `stbench run`")
+    new = ResultStore(results_dir).table()
+    new = new[new["status"].isin(DONE + FAILED)]
+    why = refusals(new)
+    refused = new[why != ""].assign(reason=why[why != ""])
+    if len(refused) and not only_valid:
+        summary = refused.groupby("reason").size().to_string()
+        raise StbenchError(f"{len(refused)} of {len(new)} cells of {results_dir} may not join the reference board; "
+                           f"nothing was written:\n{summary}\nExpected: cells run from a clean work tree on the "
+                           "registered real datasets with the sandbox in force (or --only-valid to add the rest)")
+    new = new[why == ""].copy()
+    invocations = set(new["run_id"])  # the invocation (parent run) of each cell: its provenance record
+    for col in LOCAL_COLUMNS:
+        new[col] = ""
+    board = read_board(board_dir)
+    merged = pd.concat([board.assign(_rank=0), new.assign(_rank=1)], ignore_index=True)
+    merged["_better"] = merged["status"].isin(DONE).astype(int)
+    # per key: the done record over a failed one; between equals, the one already published
+    merged = merged.sort_values(["cell_key", "_better", "_rank"], ascending=[True, False, True])
+    merged = merged.drop_duplicates("cell_key", keep="first")
+    added = int((merged["_rank"] == 1).sum())
+    merged = merged.drop(columns=["_rank", "_better"])
+    merged = merged.sort_values(["task", "dataset", "instance", "split", "seed", "method"]).reset_index(drop=True)
+    board_dir.mkdir(parents=True, exist_ok=True)
+    tmp = board_dir / ".results.parquet.tmp"
+    check_schema(merged).to_parquet(tmp, index=False)
+    tmp.replace(board_dir / "results.parquet")
+    write_catalog(board_dir, merged)
+    prov_path = board_dir / PROVENANCE
+    records = {r["invocation"]: r for r in (json.loads(prov_path.read_text()) if prov_path.is_file() else [])}
+    fresh = invocation_records(results_dir, invocations)
+    new_ids = {r["invocation"] for r in fresh} - set(records)
+    records.update({r["invocation"]: r for r in fresh})  # a record seen RUNNING before is brought up to date
+    prov_path.write_text(json.dumps(list(records.values()), indent=1, default=str) + "\n")
+    return {"added": added, "refused": refused, "cells": len(merged), "invocations": len(new_ids)}
