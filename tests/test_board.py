@@ -1,0 +1,107 @@
+"""The published reference board (issue 20): committed with provenance, never stale, grown only by
+cells that may be published, and a user's new method lands on it without re-running anyone."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stbench.benchmark import board
+from stbench.benchmark.store import REFERENCE_DIR
+
+HERE = Path(__file__).resolve().parent
+FIXTURE = HERE / "fixtures" / "reference_board"
+
+
+def test_no_committed_cell_is_stale():
+    """Every committed cell's key is a key of the current grid: if a task, a method's version or
+    defaults, a dataset or a split changed, this fails until those cells are re-run (never edited)."""
+    grid = board.grid_keys()  # the committed split hashes cover the grid: no data needed
+    table = board.read_board()
+    assert len(table) > 0, "the reference board is empty"
+    st = board.status(table, grid)
+    stale = board.stale_reasons(st["stale"], grid)
+    assert stale.empty, "stale reference cells (re-run them):\n" + stale[
+        ["task", "split", "dataset", "instance", "method", "seed", "reason"]].to_string(index=False)
+
+
+def test_the_board_holds_scores_and_provenance_only_and_stays_small():
+    size = sum(f.stat().st_size for f in REFERENCE_DIR.iterdir() if f.is_file())
+    assert size < 20 * 2**20, f"the reference board is {size / 2**20:.1f} MB"
+    table = board.read_board()
+    assert table["cell_key"].is_unique
+    assert (table["artifact"].fillna("") == "").all() and (table["mlflow_run_id"].fillna("") == "").all()
+    assert not board.refusals(table).astype(bool).any(), "a committed cell would be refused by `board add`"
+    records = {r["invocation"]: r for r in json.loads((REFERENCE_DIR / board.PROVENANCE).read_text())}
+    assert set(table["run_id"]) <= set(records), "a cell without its invocation's provenance record"
+    for r in records.values():
+        assert r["git_commit"] and r["command"].startswith("stbench run") and r["versions"]["torch"] and r["cpu"]
+    catalog = json.loads((REFERENCE_DIR / "catalog.json").read_text())
+    assert set(table["method"]) <= set(catalog["methods"]) and set(table["dataset"]) <= set(catalog["datasets"])
+    assert set(table["task"]) <= set(catalog["tasks"])
+
+
+def _cells(**over) -> pd.DataFrame:
+    from stbench.datasets.registry import DATASETS
+
+    row = {"task": "domain_identification", "split": "whole_slice", "dataset": "dlpfc", "instance": "151673",
+           "method": "pca_kmeans", "seed": 0, "status": "ok", "git_commit": "0123456789abcdef0123",
+           "dataset_sha256": DATASETS["dlpfc"].sha256, "sandbox": "landlock-abi7 r+w+tcp+signal, netns, pidns"}
+    return pd.DataFrame([{**row, **o} for o in over.get("rows", [{}])])
+
+
+def test_board_add_refuses_what_may_not_be_published():
+    """A dirty work tree, no commit, a dataset that is not the registry's (another sha, a user
+    file, the synthetic tissue) and a cell that ran unsandboxed are each refused, with the reason."""
+    cells = _cells(rows=[{}, {"git_commit": "0123456789abcdef0123+dirty"}, {"git_commit": "unknown"},
+                         {"dataset_sha256": "f" * 64}, {"dataset": "my_file"}, {"dataset": "synthetic"},
+                         {"sandbox": "none"}, {"sandbox": "landlock-abi3 w, netns"},
+                         {"sandbox": "none", "status": "skipped"}])
+    why = board.refusals(cells).tolist()
+    assert why[0] == "" and why[-1] == ""  # a clean, sandboxed cell; a declared skip ran nothing
+    assert "dirty work tree" in why[1] and "no commit" in why[2] and "sha256" in why[3]
+    assert "real dataset" in why[4] and "real dataset" in why[5]
+    assert "sandbox" in why[6] and "sandbox" in why[7]
+
+
+@pytest.mark.realdata
+def test_a_users_method_lands_on_the_reference_board_without_rerunning_anyone(tmp_path, data_dir):
+    """A new method run on DLPFC 151673 domain identification (two seeds) is shown on a committed
+    reference board (a small fixture of the same cells) and ranked among the published methods;
+    the user's folder holds only the new method's cells: nobody else was re-run."""
+    from stbench.benchmark.runner import run_benchmark
+    from stbench.leaderboard.tables import YOURS, Board, load_board
+
+    sys.path.insert(0, str(HERE))
+    import user_methods  # noqa: PLC0415
+
+    report = run_benchmark(methods=[user_methods.smoothed_kmeans], tasks=["domain_identification"],
+                           datasets=["dlpfc"], instances=["151673"], seeds=[0, 1], data_dir=str(data_dir),
+                           results_dir=tmp_path / "mine", progress=False)
+    assert set(report.results["method"]) == {"my_smoothed_kmeans"} and report.results["status"].eq("ok").all()
+    table, catalog, what = load_board(tmp_path / "mine", reference_dir=FIXTURE)
+    reference = board.read_board(FIXTURE)
+    assert "on the reference board" in what
+    assert len(table) == len(reference) + 2  # the fixture's cells of these problems, plus the user's two
+    ranking = Board(table, catalog).task_ranking
+    ranking = ranking[ranking["task"] == "domain_identification"].set_index("method")
+    mine = "my_smoothed_kmeans" + YOURS
+    assert mine in ranking.index and np.isfinite(ranking.loc[mine, "rank"])
+    ranked = ranking.dropna(subset=["rank"])
+    assert {"pca_kmeans", mine} <= set(ranked.index)  # compared with a published baseline, same cells
+    # the user's method is complete on the problems it ran, so it is ranked; the reference's
+    # scores are the committed ones, untouched
+    shown = table[table["method"] == "pca_kmeans"].set_index("cell_key")["primary_value"]
+    committed = reference[reference["method"] == "pca_kmeans"].set_index("cell_key")["primary_value"]
+    pd.testing.assert_series_equal(shown.sort_index(), committed.sort_index(), check_names=False)
+
+
+def test_the_readme_shows_the_board_s_current_headlines():
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(HERE.parent / "scripts" / "board_headlines.py"), "--check"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
