@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The reference board's runs, cheapest first (issue 20). Run from a clean checkout; each line is
+# one `stbench run` into one results folder, resumable (recorded cells are not re-run), so this
+# script can be stopped and started again at any point. Merge what finished with
+#     stbench board add RESULTS && python scripts/board_headlines.py
+# and see what remains with `stbench board status`.
+#
+#     STBENCH_DATA=../shared/data scripts/reference_runs.sh RESULTS [STBENCH]
+set -uo pipefail
+RESULTS="${1:?usage: reference_runs.sh RESULTS [STBENCH]}"
+STBENCH="${2:-stbench}"
+REAL="dlpfc starmap_mpfc merfish_hypothalamus dlpfc_7k her2st"
+run() { echo "=== $(date -u +%FT%TZ) stbench run $*"; $STBENCH run "$@" --results "$RESULTS" --quiet --jobs 1; }
+
+# 1. controls and baselines: every real dataset, seeds 0-2; then DLPFC 151673's extra seeds
+for ds in $REAL; do run --datasets "$ds" --seeds 0 1 2; done
+run --tasks domain_identification --datasets dlpfc --instances 151673 --seeds 3 4 5 6 7 8 9
+# 2. alignment and integration peers (minutes per cell)
+for ds in dlpfc merfish_hypothalamus her2st; do run --tasks alignment --datasets "$ds" --methods paste paste2 staligner --seeds 0 1 2; done
+for ds in dlpfc starmap_mpfc; do run --tasks multislice_integration --datasets "$ds" --methods graphst staligner --seeds 0 1 2; done
+# 3. domain identification peers and Spotscape (DLPFC 151673 with 10 seeds)
+for ds in starmap_mpfc dlpfc; do run --tasks domain_identification --datasets "$ds" --methods stagate graphst spaceflow spotscape --seeds 0 1 2; done
+run --tasks domain_identification --datasets dlpfc --instances 151673 --methods stagate graphst spaceflow spotscape --seeds 3 4 5 6 7 8 9
+for ds in dlpfc starmap_mpfc; do run --tasks multislice_integration --datasets "$ds" --methods spotscape --seeds 0 1 2; done
+for ds in dlpfc merfish_hypothalamus her2st; do run --tasks alignment --datasets "$ds" --methods spotscape --seeds 0 1 2; done
+# 4. expression peers and seeds (the INR methods, then S2S-ST)
+for task in gene_imputation denoising spatial_imputation; do
+  for ds in merfish_hypothalamus starmap_mpfc dlpfc dlpfc_7k her2st; do
+    run --tasks "$task" --datasets "$ds" --methods ffn siren stage suica --seeds 0 1 2
+  done
+done
+for ds in starmap_mpfc merfish_hypothalamus dlpfc her2st; do run --tasks spatial_imputation --datasets "$ds" --methods s2s_st --seeds 0 1 2; done
+echo "=== $(date -u +%FT%TZ) done"
