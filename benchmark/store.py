@@ -124,6 +124,8 @@ class ResultStore:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # not the INFO lines of database creation
 
         with self.lock():  # creating the database (migrations) must not race another runner
+            if self.uri == f"sqlite:///{self.dir / 'mlflow.db'}":
+                self._open_local_database()
             self.client = MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(EXPERIMENT)
             if exp is None:
@@ -135,6 +137,67 @@ class ResultStore:
                 self.experiment_id = exp.experiment_id
                 if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
                     self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+    # -- the local database: created whole, never silently re-created ----------
+    def _recorded_in_table(self) -> int:
+        try:
+            return len(pd.read_parquet(self.results_path, columns=["cell_key"]))
+        except Exception:  # noqa: BLE001 - no table, or an unreadable one: nothing it says is recorded
+            return 0
+
+    def _open_local_database(self) -> None:
+        """Make ``mlflow.db`` sound before MLflow opens it (under the folder lock).
+
+        * Absent (or emptied to 0 bytes) while ``results.parquet`` holds cells: the record was
+          lost; re-creating it would silently re-run those cells and the next export would drop
+          them, so this is one error with the way out.
+        * Absent and nothing recorded: created whole, under a temporary name, then renamed, so
+          a runner killed while MLflow builds its tables never leaves a half-built database.
+        * Half-built by an older stbench killed during creation (tables without MLflow's
+          schema version, no run in it): moved aside and created again, saying so.
+        * Damaged (not a database, malformed): one error naming it; nothing is changed."""
+        import sqlite3
+        import sys
+
+        db = self.dir / "mlflow.db"
+        for stale in self.dir.glob(".mlflow.db.creating-*"):  # a creation that was killed
+            stale.unlink(missing_ok=True)
+        if db.exists() and db.stat().st_size > 0:
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                    tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+                    stamped = "alembic_version" in tables and \
+                        con.execute("select count(*) from alembic_version").fetchone()[0] > 0
+                    runs = con.execute("select count(*) from runs").fetchone()[0] if "runs" in tables else 0
+                    if stamped and con.execute("pragma quick_check").fetchone()[0] != "ok":
+                        raise sqlite3.DatabaseError("pragma quick_check failed")
+            except sqlite3.DatabaseError as err:
+                raise StbenchError(f"the MLflow record {db} is damaged ({err}); nothing was changed. Expected: "
+                                   f"restore mlflow.db from a backup; results.parquet ({self._recorded_in_table()} "
+                                   "cells) still holds the exported results") from None
+            if stamped:
+                return
+            if runs:
+                raise StbenchError(f"the MLflow record {db} has runs but no schema version; nothing was changed. "
+                                   "Expected: restore mlflow.db from a backup")
+            aside = db.with_name(f"mlflow.db.half-built-{time.strftime('%Y%m%d-%H%M%S')}")
+            db.replace(aside)
+            print(f"stbench: {db} was half-built (a run was killed while creating it) and held no run: moved "
+                  f"to {aside.name} and created again", file=sys.stderr)
+        recorded = self._recorded_in_table()
+        if recorded:
+            what = "is empty" if db.exists() else "is missing"
+            raise StbenchError(f"the MLflow record {db} {what}, but {self.results_path.name} holds {recorded} recorded "
+                               "cells: a new record would run them again and the next export would drop them. "
+                               "Expected: restore mlflow.db from a backup, or move results.parquet (and mlflow.db) "
+                               "aside to start a new record in this folder")
+        db.unlink(missing_ok=True)
+        tmp = self.dir / f".mlflow.db.creating-{os.getpid()}"
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp}")
+        client.search_experiments()  # builds every table and stamps the schema version
+        tmp.replace(db)  # (an open connection follows the file: nothing of it is lost in the rename)
 
     # -- locks ---------------------------------------------------------------
     @contextmanager
@@ -310,9 +373,26 @@ class ResultStore:
             tmp.replace(self.catalog_path)
 
     def export(self, df: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Write DIR/results.parquet and results.csv from the record, atomically; return the table."""
+        """Write DIR/results.parquet and results.csv from the record, atomically; return the table.
+        Never shrinks: when the table on disk holds cells the record does not, it is copied to a
+        backup and this is an error naming how many (a lost or replaced record, not a result)."""
         with self.lock():
             df = self.table() if df is None else check_schema(df)
+            if self.results_path.is_file():
+                try:
+                    before = set(pd.read_parquet(self.results_path, columns=["cell_key"])["cell_key"])
+                except Exception:  # noqa: BLE001 - an unreadable old table is replaced, as before
+                    before = set()
+                lost = before - set(df["cell_key"])
+                if lost:
+                    backup = self.dir / f"results.parquet.bak-{time.strftime('%Y%m%d-%H%M%S')}"
+                    import shutil
+
+                    shutil.copy2(self.results_path, backup)
+                    raise StbenchError(f"{self.results_path} holds {len(lost)} cells the MLflow record "
+                                       f"{self.uri} does not; it was left as it is (a copy is in {backup.name}). "
+                                       "Expected: the record these results came from (restore mlflow.db, or "
+                                       "point MLFLOW_TRACKING_URI at the right server)")
             tmp = self.dir / ".results.parquet.tmp"
             df.to_parquet(tmp, index=False)
             tmp.replace(self.results_path)

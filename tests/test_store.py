@@ -1,0 +1,72 @@
+"""Nothing recorded is ever lost (issue 21): the MLflow record is created whole, a lost or damaged
+one is one clear error and never silently re-created, and the results table never shrinks."""
+
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from stbench.benchmark.runner import run_benchmark
+from stbench.benchmark.store import ResultStore
+from stbench.errors import StbenchError
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    """A results folder with two recorded cells."""
+    run_benchmark(tasks=["domain_identification"], instances=["slice0"], methods=["negative_control", "positive_control"],
+                  results_dir=tmp_path, progress=False)
+    assert len(pd.read_parquet(tmp_path / "results.parquet")) == 2
+    return tmp_path
+
+
+def test_an_emptied_or_missing_record_is_an_error_not_a_fresh_start(recorded):
+    db = recorded / "mlflow.db"
+    db.write_bytes(b"")  # truncate -s 0
+    with pytest.raises(StbenchError, match="is empty, but results.parquet holds 2 recorded cells"):
+        ResultStore(recorded)
+    db.unlink()
+    with pytest.raises(StbenchError, match="is missing, but results.parquet holds 2 recorded cells"):
+        ResultStore(recorded)
+    assert len(pd.read_parquet(recorded / "results.parquet")) == 2 and not db.exists()
+
+
+def test_a_damaged_record_is_named_and_left_alone(recorded):
+    db = recorded / "mlflow.db"
+    db.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StbenchError, match="is damaged .*nothing was changed"):
+        ResultStore(recorded)
+    assert db.read_bytes().startswith(b"not a database")
+
+
+def test_a_half_built_record_is_moved_aside_and_built_again(tmp_path, capsys):
+    """What a runner killed while MLflow created its tables used to leave ("table registered_models
+    already exists" for ever after): no schema version, no run."""
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        con.execute("create table registered_models (name text)")
+    store = ResultStore(tmp_path)
+    assert store.client.get_experiment(store.experiment_id).name == "stbench"
+    assert len(list(tmp_path.glob("mlflow.db.half-built-*"))) == 1
+    assert "half-built" in capsys.readouterr().err
+
+
+def test_a_database_being_created_is_never_visible_half_built(tmp_path):
+    """Creation happens under a temporary name: a leftover of a killed creation is cleared, and
+    the record appears whole or not at all."""
+    (tmp_path / ".mlflow.db.creating-1234").write_bytes(b"half")
+    store = ResultStore(tmp_path)
+    assert store.experiment_id and not list(tmp_path.glob(".mlflow.db.creating-*"))
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        assert con.execute("select count(*) from alembic_version").fetchone()[0] == 1
+
+
+def test_the_export_never_drops_recorded_cells(recorded, tmp_path_factory, monkeypatch):
+    """Pointed at another (empty) record, the export refuses to overwrite the table, keeps a copy
+    and says how many cells it would have lost."""
+    other = tmp_path_factory.mktemp("other")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other / 'elsewhere.db'}")
+    store = ResultStore(recorded)
+    with pytest.raises(StbenchError, match="holds 2 cells the MLflow record .* does not"):
+        store.export()
+    assert len(pd.read_parquet(recorded / "results.parquet")) == 2
+    assert len(list(recorded.glob("results.parquet.bak-*"))) == 1
