@@ -150,6 +150,13 @@ def main(job: dict, conn) -> None:
 
     scratch, exchange = Path(job["scratch"]), Path(job["exchange"])
     done = {"status": "error", "error": "", "peak_gpu_mb": float("nan"), "device_name": "cpu"}
+    # the method's stdout and stderr: into the pipe the runner reads, keeping only a bounded log
+    log = recv_handle(conn)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
     try:
         ref_file = job["method_ref"].rsplit(":", 1)[0] if ":" in job["method_ref"] else None
         sandbox = _isolate(scratch, exchange, job["memory_bytes"], job["threads"], [p for p in (ref_file,) if p])
@@ -182,4 +189,9 @@ def main(job: dict, conn) -> None:
         done.update(status="oom" if is_out_of_memory(err) else "error", error=tail)
     if job["device"].startswith("cuda") and torch.cuda.is_initialized():
         done["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    for stream in (sys.stdout, sys.stderr):  # the method's last words reach the log before "done"
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
     _say(conn, done=True, **done)

@@ -208,6 +208,7 @@ class ChildResult:
     peak_gpu_mb: float = float("nan")
     child_wall_s: float = float("nan")  # start of the child to its result read back
     time_startup_s: float = float("nan")  # start of the child to its "ready" (sandbox, loading the method)
+    log: str = ""  # the method's stdout and stderr, bounded (CellLog)
     output_object: object = None  # the output, already read back as data (benchmark.exchange)
     device_name: str = "cpu"
     sandbox: str = "none"
@@ -278,6 +279,41 @@ def _mb(n: int) -> str:
 MESSAGE_BYTES = 64 * 2**10  # the most read of one message from a cell (child.MESSAGE_BYTES)
 
 
+class CellLog:
+    """A cell's stdout and stderr as they arrive through a pipe: the first and the last
+    ``KEEP`` bytes are kept, the rest only counted, so a method that prints a gigabyte costs the
+    runner a read, never its memory or its terminal."""
+
+    KEEP = 64 * 2**10
+
+    def __init__(self):
+        self.head, self.tail, self.total = bytearray(), bytearray(), 0
+
+    def read(self, fd: int) -> bool:
+        """Read what is there now; False once the pipe is closed by every writer."""
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            self.total += len(chunk)
+            room = self.KEEP - len(self.head)
+            if room > 0:
+                self.head += chunk[:room]
+                chunk = chunk[room:]
+            if chunk:
+                self.tail = (self.tail + chunk)[-self.KEEP:]
+
+    def text(self) -> str:
+        left_out = self.total - len(self.head) - len(self.tail)
+        middle = f"\n[... {left_out:,} bytes left out ...]\n".encode() if left_out > 0 else b""
+        return (bytes(self.head) + middle + bytes(self.tail)).decode("utf-8", "replace")
+
+
 def _message(conn) -> dict | None:
     """One message from the cell, as a dict; None when the connection is closed or the message is
     not one (oversized, not JSON, not an object)."""
@@ -316,17 +352,24 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
         start = time.perf_counter()
         _start(proc)
         child_conn.close()
+        log_r, log_w = os.pipe()  # the cell's stdout and stderr: read here, kept bounded (CellLog)
+        send_handle(conn, log_w, proc.pid)
+        os.close(log_w)
+        os.set_blocking(log_r, False)
+        log = CellLog()
         try:
             watcher = psutil.Process(proc.pid)
             start_rss = _rss(watcher) / 2**20  # measured here, at fork, before the method allocates
         except psutil.NoSuchProcess:
             watcher, start_rss = None, float("nan")
-        killed, peak_rss, polls, waiting_on = None, 0, 0, [proc.sentinel, conn]
+        killed, peak_rss, polls, waiting_on = None, 0, 0, [proc.sentinel, conn, log_r]
         ready_at = done_at = None
         said, sandbox, in_pidns, cpu_s, procs = None, "none", False, float("nan"), []
         while True:
             age = time.perf_counter() - start
             ready = mp_connection.wait(waiting_on, POLL_FAST_S if age < 1.0 else POLL_SLOW_S)
+            if log_r in ready and not log.read(log_r):
+                waiting_on.remove(log_r)  # every writer has closed it
             if conn in ready:
                 msg = _message(conn)
                 now = time.perf_counter()
@@ -368,6 +411,8 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                 break
         wall = time.perf_counter() - start
         conn.close()
+        log.read(log_r)  # what is left in the pipe (a daemon may still hold it open: not waited for)
+        os.close(log_r)
         _active.discard(proc.pid)
         # The whole cell goes: its process group (the waiting parent and the namespace's first
         # process, whose end takes every process of the namespace with it), then, where no PID
@@ -402,6 +447,7 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                    else f"exit code {proc.exitcode}")
             res = ChildResult(status="error", error=f"the child process ended with {how} before reporting")
         res.child_wall_s = wall
+        res.log = log.text()
         res.sandbox = sandbox
         res.rss_start_mb = start_rss if start_rss > 0 else float("nan")
         res.peak_rss_mb = peak_rss / 2**20 if peak_rss else float("nan")

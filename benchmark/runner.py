@@ -183,6 +183,10 @@ class _Grid:
                        cpu_time_s=res.cpu_time_s, peak_rss_mb=res.peak_rss_mb, peak_gpu_mb=res.peak_gpu_mb,
                        rss_start_mb=res.rss_start_mb,
                        device_name=res.device_name, sandbox=res.sandbox)
+            if res.log:  # the method's stdout and stderr (bounded), with the run, never on the terminal
+                (self.tmp / key).mkdir(exist_ok=True)
+                (self.tmp / key / "cell.log").write_text(res.log)
+                artifacts.append(self.tmp / key / "cell.log")
             if res.status == "ok":
                 try:
                     raw = res.output_object if res.output is None else isolation.load_output(res.output, job)
@@ -193,7 +197,7 @@ class _Grid:
                     score = f"{row['primary_metric']} = {row['primary_value']:.3f}" \
                         if np.isfinite(row.get("primary_value", np.nan)) else ""
                     plot = spatial_plot(problem, output, self.tmp / key / "spatial_map.png", label, score)
-                    artifacts = [plot] if plot else []
+                    artifacts += [plot] if plot else []
                 except ContractError as err:
                     row.update(status="invalid_output", error=str(err))
                 except Exception:  # noqa: BLE001 - a scoring failure is recorded, the grid goes on

@@ -293,7 +293,8 @@ class ResultStore:
             self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
             for path in artifacts:
                 self.client.log_artifact(run_id, str(path))
-                self.client.set_tag(run_id, "artifact", f"{run.info.artifact_uri}/{Path(path).name}")
+                if Path(path).suffix == ".png":  # the spatial map the board shows (not the cell's log)
+                    self.client.set_tag(run_id, "artifact", f"{run.info.artifact_uri}/{Path(path).name}")
             self.client.set_terminated(run_id, "FAILED" if row.get("status") in FAILED else "FINISHED", end_time=ts)
         return run_id
 

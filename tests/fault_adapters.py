@@ -443,3 +443,18 @@ def _daemonise(inputs, ctx):
         os._exit(0)
     time.sleep(1.0)  # the sleeper is running, detached, when the cell ends
     return _mean_prediction(inputs)
+
+
+chatter = Method(name="fault_chatter", kind="baseline", summary="prints 50 MB to stdout and stderr")
+
+
+@chatter.solves("spatial_imputation")
+def _chatter(inputs, ctx):
+    import sys
+
+    line = "chatter " + "x" * 92 + "\n"
+    for i in range(250_000):  # 25 MB each
+        sys.stdout.write(line)
+        sys.stderr.write(line)
+    print("the last line")
+    return _mean_prediction(inputs)

@@ -70,3 +70,29 @@ def test_the_export_never_drops_recorded_cells(recorded, tmp_path_factory, monke
         store.export()
     assert len(pd.read_parquet(recorded / "results.parquet")) == 2
     assert len(list(recorded.glob("results.parquet.bak-*"))) == 1
+
+
+def test_a_method_s_output_is_a_bounded_log_never_the_terminal(tmp_path, capfd):
+    """50 MB printed by a method reach neither the runner's stdout nor its stderr; the cell's run
+    carries a log of its first and last 64 KB, saying how much was left out."""
+    import sys
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fault_adapters as faults
+
+    report = run_benchmark(tasks=["spatial_imputation"], splits=["random20"], instances=["slice0"],
+                           methods=[faults.chatter], results_dir=tmp_path, progress=False)
+    out, err = capfd.readouterr()
+    assert "chatter" not in out and "chatter" not in err and len(out) + len(err) < 100_000
+    row = report.results.iloc[0]
+    assert row["status"] == "ok"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("stbench").experiment_id],
+                             "tags.record = 'cell'")[0]
+    log = Path(client.download_artifacts(run.info.run_id, "cell.log", str(tmp_path)))
+    text = log.read_text()
+    assert 128 * 1024 <= log.stat().st_size < 140 * 1024 and "bytes left out" in text
+    assert text.rstrip().endswith("the last line")
