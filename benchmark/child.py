@@ -95,6 +95,20 @@ def _isolate(scratch: Path, exchange: Path, memory_bytes: int, threads: int, als
     import signal
 
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    # multiprocessing hands every forkserver child the runner's liveness pipe (the fork server
+    # exits only once no process holds it) and its resource tracker's pipe: closed here, so a dead
+    # runner takes the fork server, and with it this cell, down, and a cell cannot write to its tracker
+    from multiprocessing import forkserver, resource_tracker
+
+    for holder, attr in ((forkserver._forkserver, "_forkserver_alive_fd"), (resource_tracker._resource_tracker, "_fd")):
+        fd = getattr(holder, attr, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            setattr(holder, attr, None)
+    forkserver._forkserver._forkserver_address = None
     namespaces = enter_namespaces()  # forks when a PID namespace is in force: this is now its init
     ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # a fork clears it: die with the waiting parent
     for key in list(os.environ):

@@ -95,15 +95,24 @@ def _start_scrubbed() -> None:
     with: ``/proc/<pid>/environ`` shows a process's environment as of its exec, so scrubbing
     ``os.environ`` inside the child alone would leave them readable there. The runner's own
     environment is restored at once (the variables are taken out only for the exec)."""
-    from multiprocessing import forkserver
+    import secrets
+    from multiprocessing import connection, forkserver
 
     saved = {k: v for k, v in os.environ.items() if k.startswith(SCRUBBED_PREFIXES)}
+    pathname = connection.arbitrary_address
+    # The fork server forks, unsandboxed, for whoever connects to its socket and sends a request.
+    # multiprocessing puts that socket in /tmp, where a cell could connect to it (a network
+    # namespace does not cover socket files); an abstract socket lives in the runner's network
+    # namespace, out of every cell's reach (and Landlock's scope refuses it too).
+    connection.arbitrary_address = lambda family: (f"\0stbench-forkserver-{secrets.token_hex(16)}"
+                                                   if family == "AF_UNIX" else pathname(family))
     try:
         for key in saved:
             del os.environ[key]
         forkserver.ensure_running()
     finally:
         os.environ.update(saved)
+        connection.arbitrary_address = pathname
 
 
 def _noop():

@@ -458,3 +458,51 @@ def _chatter(inputs, ctx):
         sys.stderr.write(line)
     print("the last line")
     return _mean_prediction(inputs)
+
+
+fork_server_caller = Method(name="fault_fork_server_caller", kind="baseline", params={"address": ""},
+                            summary="connects to the fork server and the resource tracker it inherited")
+
+
+@fork_server_caller.solves("spatial_imputation")
+def _call_fork_server(inputs, ctx):
+    """The fork server forks unsandboxed processes for whoever connects to its socket: try to
+    reach it; and try the runner's fork-server liveness pipe and resource-tracker pipe that a
+    forkserver child inherits."""
+    import socket
+    from multiprocessing import forkserver, resource_tracker
+
+    found = []
+    # the test hands it the runner's fork-server address, as if it had found or guessed it
+    address = ctx.params["address"] or getattr(forkserver._forkserver, "_forkserver_address", None)
+    if address:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(address)
+            found.append(f"connected to the fork server at {address!r}")
+        except OSError:
+            pass
+    for what, fd in (("fork-server liveness pipe", getattr(forkserver._forkserver, "_forkserver_alive_fd", None)),
+                     ("resource tracker pipe", getattr(resource_tracker._resource_tracker, "_fd", None))):
+        if fd is not None:
+            try:
+                os.fstat(fd)
+                found.append(f"holds the {what} (fd {fd})")
+            except OSError:
+                pass
+    if found:
+        raise RuntimeError("LEAK " + "; ".join(found))
+    raise PermissionError("neither the fork server nor its pipes were reachable")
+
+
+marked_sleeper = Method(name="fault_marked_sleeper", kind="baseline", params={"marker": "stbench-sleeper"},
+                        summary="runs a marked subprocess that sleeps for ten minutes")
+
+
+@marked_sleeper.solves("spatial_imputation")
+def _marked_sleep(inputs, ctx):
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "import time; time.sleep(600)", ctx.params["marker"]], check=False)
+    return _mean_prediction(inputs)

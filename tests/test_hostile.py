@@ -65,7 +65,8 @@ def test_the_hostile_suite_finds_nothing_and_leaves_nothing(leakcheck, tmp_path,
                f"/proc/{os.getpid()}/environ", f"/proc/{os.getpid()}/cwd"]
     hostile = [faults.truth_hunter, faults.process_snooper, faults.forger, faults.slow_liar, faults.smuggle_pickle,
                faults.smuggle_reader, faults.smuggle_header, faults.smuggle_bomb, faults.not_data,
-               faults.shm_vandal, faults.tracking_forger, faults.daemon, faults.memory_fanout]
+               faults.shm_vandal, faults.tracking_forger, faults.daemon, faults.memory_fanout,
+               faults.fork_server_caller]
     innocent = ["negative_control", "positive_control", "global_mean", "knn_interpolation"]
     try:
         report = run_benchmark(
@@ -75,6 +76,7 @@ def test_the_hostile_suite_finds_nothing_and_leaves_nothing(leakcheck, tmp_path,
                            "fault_process_snooper": {"pids": [os.getpid(), server_pid]},
                            "fault_tracking_forger": {"uri": f"http://127.0.0.1:{tracking.server_address[1]}"},
                            "fault_daemon": {"marker": marker},
+                           "fault_fork_server_caller": {"address": forkserver._forkserver._forkserver_address},
                            "fault_memory_fanout": {"mb": 400, "workers": 3, "marker": marker},
                            **{m.name: {"marker": str(touched)} for m in (faults.smuggle_pickle,
                                                                         faults.smuggle_reader)}})
@@ -89,7 +91,8 @@ def test_the_hostile_suite_finds_nothing_and_leaves_nothing(leakcheck, tmp_path,
     refused = {"fault_truth_hunter": "every read outside the cell was refused",
                "fault_process_snooper": "every look at another process was refused",
                "fault_shm_vandal": "every write into /dev/shm was refused",
-               "fault_tracking_forger": "the tracking server could not be reached"}
+               "fault_tracking_forger": "the tracking server could not be reached",
+               "fault_fork_server_caller": "neither the fork server nor its pipes were reachable"}
     for name, text in refused.items():
         assert by.loc[name, "status"] == "error" and text in by.loc[name, "error"], (name, by.loc[name, "error"])
     assert _Recorder.requests == []  # the tracking server heard nothing

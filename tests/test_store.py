@@ -96,3 +96,41 @@ def test_a_method_s_output_is_a_bounded_log_never_the_terminal(tmp_path, capfd):
     text = log.read_text()
     assert 128 * 1024 <= log.stat().st_size < 140 * 1024 and "bytes left out" in text
     assert text.rstrip().endswith("the last line")
+
+
+def test_a_cell_dies_with_its_runner_even_by_sigkill(tmp_path):
+    """SIGKILL the runner while a cell runs: the cell, its subprocess and the fork server are gone
+    within seconds (the fork server exits when no process holds the runner's liveness pipe, which
+    cells no longer inherit, and each cell dies with its parent)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+    from pathlib import Path
+
+    import psutil
+
+    marker = f"stbench-sleeper-{uuid.uuid4().hex}"
+    here = Path(__file__).resolve().parent
+    code = (f"import sys; sys.path.insert(0, {str(here)!r}); import fault_adapters as f\n"
+            "from stbench.benchmark.runner import run_benchmark\n"
+            f"run_benchmark(tasks=['spatial_imputation'], splits=['random20'], instances=['slice0'], "
+            f"methods=[f.marked_sleeper], method_params={{'fault_marked_sleeper': {{'marker': {marker!r}}}}}, "
+            f"results_dir={str(tmp_path)!r}, progress=False)")
+    runner = subprocess.Popen([sys.executable, "-c", code])
+
+    def marked():
+        return [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+
+    deadline = time.time() + 120
+    while not marked() and time.time() < deadline:
+        time.sleep(0.2)
+    assert marked(), "the cell's subprocess never started"
+    family = psutil.Process(runner.pid).children(recursive=True)
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait()
+    time.sleep(5)
+    alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] + [p.pid for p in marked()]
+    assert alive == [], f"still running 5 s after the runner's SIGKILL: {alive}"
