@@ -11,7 +11,7 @@ over to the child's "done"), the CPU time and the memory of every process of
 the cell; the child only says whether the method returned (``ok``), raised
 (``error``) or ran out of memory (``oom``), and that word is checked. The parent
 kills the cell and records ``timeout`` past the wall-clock limit, ``oom`` past
-the memory ceiling (resident memory of all the cell's processes together,
+the memory ceiling (the proportional set, PSS, of all the cell's processes together,
 polled), ``invalid_output`` when the output file is not data, and ``oom`` or
 ``error`` when the child dies without a word (SIGKILL from the kernel's OOM
 killer, a segfault, ``os._exit``).
@@ -212,7 +212,8 @@ class ChildResult:
     output: bytes | None = None
     time_method_s: float = float("nan")
     cpu_time_s: float = float("nan")
-    peak_rss_mb: float = float("nan")
+    peak_rss_mb: float = float("nan")  # the cell's first process: its resident high-water mark
+    peak_pss_mb: float = float("nan")  # all its processes: the peak of their proportional sets together
     rss_start_mb: float = float("nan")  # the child's resident memory at fork: the harness floor every cell has
     peak_gpu_mb: float = float("nan")
     child_wall_s: float = float("nan")  # start of the child to its result read back
@@ -254,6 +255,19 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
         except psutil.Error:
             pass
     return total
+
+
+def _pss(proc: psutil.Process) -> int:
+    """A process's proportional set size (its own pages, plus its share of those it shares),
+    from /proc/PID/smaps_rollup; its RSS where that cannot be read."""
+    try:
+        with open(f"/proc/{proc.pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return _rss(proc)
 
 
 def _peak_rss_of(proc: psutil.Process) -> int:
@@ -371,7 +385,7 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
             start_rss = _rss(watcher) / 2**20  # measured here, at fork, before the method allocates
         except psutil.NoSuchProcess:
             watcher, start_rss = None, float("nan")
-        killed, peak_rss, polls, waiting_on = None, 0, 0, [proc.sentinel, conn, log_r]
+        killed, peak_rss, peak_pss, polls, waiting_on = None, 0, 0, 0, [proc.sentinel, conn, log_r]
         ready_at = done_at = None
         said, sandbox, in_pidns, cpu_s, procs = None, "none", False, float("nan"), []
         while True:
@@ -394,6 +408,7 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                     procs = _cell_processes(watcher, in_pidns)
                     cpu_s = _cpu_seconds(procs)
                     peak_rss = max([peak_rss] + [_peak_rss_of(p) for p in procs[:1]])
+                    peak_pss = max(peak_pss, sum(_pss(p) for p in procs))
                     break
                 else:
                     killed = ("error", f"the cell broke the protocol: it sent {json.dumps(msg)[:120]}")
@@ -407,12 +422,18 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                 polls += 1
                 if polls % 10 == 1 or not procs:
                     procs = _cell_processes(watcher, in_pidns or (ready_at is None))
-                rss = sum(_rss(p) for p in procs) if polls % 10 == 1 else _rss(procs[0]) if procs else 0
-                peak_rss = max(peak_rss, rss)
-                if job.memory_bytes and peak_rss > job.memory_bytes:
-                    killed = ("oom", f"killed: resident memory {_mb(peak_rss)} passed the ceiling of "
-                                     f"{_mb(job.memory_bytes)} (--memory)")
-                elif age > job.timeout_s:
+                first = _rss(procs[0]) if procs else 0
+                peak_rss = max(peak_rss, first)
+                # The ceiling applies to the proportional set (PSS) of all the cell's processes
+                # together: pages a pool's workers share with their parent count once, not once per
+                # worker; read every 10th poll, or at once when the first process alone is past it.
+                if procs and (polls % 10 == 1 or (job.memory_bytes and first > job.memory_bytes)):
+                    pss = sum(_pss(p) for p in procs)
+                    peak_pss = max(peak_pss, pss)
+                    if job.memory_bytes and pss > job.memory_bytes:
+                        killed = ("oom", f"killed: memory (proportional set of its {len(procs)} processes) "
+                                         f"{_mb(pss)} passed the ceiling of {_mb(job.memory_bytes)} (--memory)")
+                if not killed and age > job.timeout_s:
                     killed = ("timeout", f"killed: still running after {job.timeout_s:g} s (--timeout)")
             if killed:
                 _kill_group(proc.pid)
@@ -460,6 +481,7 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
         res.sandbox = sandbox
         res.rss_start_mb = start_rss if start_rss > 0 else float("nan")
         res.peak_rss_mb = peak_rss / 2**20 if peak_rss else float("nan")
+        res.peak_pss_mb = peak_pss / 2**20 if peak_pss else float("nan")
         res.cpu_time_s = cpu_s
         if ready_at is not None:
             res.time_startup_s = ready_at - start

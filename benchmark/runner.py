@@ -180,7 +180,8 @@ class _Grid:
             res = self.backend.run(job, problem_id)
             row.update(status=res.status, error=res.error, time_method_s=res.time_method_s,
                        time_startup_s=res.time_startup_s,
-                       cpu_time_s=res.cpu_time_s, peak_rss_mb=res.peak_rss_mb, peak_gpu_mb=res.peak_gpu_mb,
+                       cpu_time_s=res.cpu_time_s, peak_rss_mb=res.peak_rss_mb, peak_pss_mb=res.peak_pss_mb,
+                       peak_gpu_mb=res.peak_gpu_mb,
                        rss_start_mb=res.rss_start_mb,
                        device_name=res.device_name, sandbox=res.sandbox)
             if res.log:  # the method's stdout and stderr (bounded), with the run, never on the terminal

@@ -64,9 +64,11 @@ SCHEMA: dict[str, str] = {
     "cpu_time_s": "float64", "peak_rss_mb": "float64", "peak_gpu_mb": "float64",
     # the child's resident memory when it started (the harness floor): peak − this is the method's own
     "rss_start_mb": "float64", "time_startup_s": "float64",
+    # all the cell's processes together: the peak of their proportional sets (what --memory limits)
+    "peak_pss_mb": "float64",
 }
 # columns later than the first schema: "" (text) or NaN (numbers) in tables from before them
-ADDED_COLUMNS = ("unranked", "annotations", "rss_start_mb", "time_startup_s")
+ADDED_COLUMNS = ("unranked", "annotations", "rss_start_mb", "time_startup_s", "peak_pss_mb")
 TAG_COLUMNS = [c for c, t in SCHEMA.items() if c not in PARAM_COLUMNS and t in ("string", "bool")
                and c not in ("run_id", "mlflow_run_id", "attempts", "finished_at")]
 MAX_TAG = 7000

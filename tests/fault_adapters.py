@@ -506,3 +506,26 @@ def _marked_sleep(inputs, ctx):
 
     subprocess.run([sys.executable, "-c", "import time; time.sleep(600)", ctx.params["marker"]], check=False)
     return _mean_prediction(inputs)
+
+
+benign_pool = Method(name="fault_benign_pool", kind="baseline", params={"workers": 4, "mb": 50},
+                     summary="a pool of forked workers, each with its own 50 MB")
+
+
+@benign_pool.solves("spatial_imputation")
+def _pool(inputs, ctx):
+    """Fork ``workers`` processes that each touch ``mb`` MB of their own and hold it for 3 s: each
+    also maps every page it shares with its parent (torch and all), which an RSS sum counts once
+    per worker."""
+    p = ctx.params
+    pids = []
+    for _ in range(p["workers"]):
+        pid = os.fork()
+        if pid == 0:
+            block = np.ones(p["mb"] * 2**20 // 8)
+            time.sleep(3)
+            os._exit(0 if block.sum() > 0 else 1)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return _mean_prediction(inputs)

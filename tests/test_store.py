@@ -134,3 +134,22 @@ def test_a_cell_dies_with_its_runner_even_by_sigkill(tmp_path):
     time.sleep(5)
     alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] + [p.pid for p in marked()]
     assert alive == [], f"still running 5 s after the runner's SIGKILL: {alive}"
+
+
+def test_memory_is_the_cells_proportional_set_a_benign_pool_is_not_oom(tmp_path):
+    """Four forked workers of 50 MB each share the parent's pages: their RSS sum passes 1.5 GB
+    (each counts the parent's few hundred MB again), their proportional set does not; the
+    ceiling applies to the latter. A real over-allocation spread over detached workers is oom
+    (the hostile suite's memory fan-out)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fault_adapters as faults
+
+    report = run_benchmark(tasks=["spatial_imputation"], splits=["random20"], instances=["slice0"],
+                           methods=[faults.benign_pool], results_dir=tmp_path, progress=False, memory="1.2G")
+    row = report.results.iloc[0]
+    assert row["status"] == "ok", row["error"]
+    assert 200 < row["peak_pss_mb"] < 1000, row["peak_pss_mb"]
+    assert 5 * row["rss_start_mb"] > 1.2 * 1024  # what an RSS sum over parent and workers would have counted
