@@ -51,6 +51,11 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+MIN_SPOTS = 10
+MAX_COORDINATE = 1e9
+MAX_COUNT = 1e30  # float32 holds up to 3.4e38; counts beyond this are not counts
+
+
 def validate_adata(adata: ad.AnnData, name: str, label_key: str | None = None) -> None:
     """Check SPEC §2.1; raise one DatasetError naming the problem and what was expected."""
     where = f"dataset {name!r}"
@@ -60,24 +65,58 @@ def validate_adata(adata: ad.AnnData, name: str, label_key: str | None = None) -
     xy = np.asarray(adata.obsm["spatial"])
     if xy.ndim != 2 or xy.shape[1] != 2 or xy.shape[0] != adata.n_obs:
         raise DatasetError(f"{where}: obsm['spatial'] must have shape ({adata.n_obs}, 2), got {xy.shape}")
-    if not np.issubdtype(xy.dtype, np.number) or not np.isfinite(xy).all():
-        bad = int((~np.isfinite(xy.astype(float))).any(axis=1).sum()) if np.issubdtype(xy.dtype, np.number) else -1
+    if not np.issubdtype(xy.dtype, np.number):
+        raise DatasetError(f"{where}: obsm['spatial'] holds {xy.dtype} values; expected numbers (x, y per spot)")
+    if not np.isfinite(xy).all():
+        bad = int((~np.isfinite(xy.astype(float))).any(axis=1).sum())
         raise DatasetError(f"{where}: obsm['spatial'] must be finite numbers; {bad} spots have NaN or "
                            "infinite coordinates")
+    if xy.size and np.abs(xy).max() > MAX_COORDINATE:
+        raise DatasetError(f"{where}: obsm['spatial'] reaches {np.abs(xy).max():.3g}; expected pixel or micron "
+                           f"coordinates below {MAX_COORDINATE:.0e}")
+    if adata.n_obs < MIN_SPOTS:
+        raise DatasetError(f"{where} has {adata.n_obs} spots; expected at least {MIN_SPOTS} (a split holds out "
+                           "a fifth of them, and scores need several)")
+    if (np.ptp(xy, axis=0) == 0).all():
+        raise DatasetError(f"{where}: every spot is at the same coordinates {tuple(xy[0])}; expected the spots' "
+                           "positions in obsm['spatial']")
+    for col in ("array_row", "array_col"):
+        if col in adata.obs:
+            grid = pd.to_numeric(adata.obs[col], errors="coerce").to_numpy(dtype=float)
+            if not np.isfinite(grid).all() or (grid != np.round(grid)).any():
+                raise DatasetError(f"{where}: obs[{col!r}] must hold an integer grid index for every spot; "
+                                   f"{int((~np.isfinite(grid) | (grid != np.round(grid))).sum())} do not")
     if not adata.obs_names.is_unique:
         dups = adata.obs_names[adata.obs_names.duplicated()].unique()[:5].tolist()
         raise DatasetError(f"{where}: obs_names must be unique; duplicated names include {dups}")
     if not adata.var_names.is_unique:
         dups = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
         raise DatasetError(f"{where}: var_names (gene symbols) must be unique; duplicated: {dups}")
+    if adata.n_vars == 0:
+        raise DatasetError(f"{where} has no genes (X has 0 columns); expected spots x genes counts")
     values = adata.X.data if sp.issparse(adata.X) else np.asarray(adata.X)
+    if not np.issubdtype(values.dtype, np.number):
+        raise DatasetError(f"{where}: X holds {values.dtype} values; expected numbers (raw counts)")
     if values.size and not np.isfinite(values).all():
         raise DatasetError(f"{where}: X must hold finite raw counts; found NaN or infinite values")
     if values.size and values.min() < 0:
         raise DatasetError(f"{where}: X must hold raw non-negative counts; found a minimum of {values.min()}")
+    if values.size and values.max() > MAX_COUNT:
+        raise DatasetError(f"{where}: X reaches {values.max():.3g}; expected counts below {MAX_COUNT:.0e} "
+                           "(stored as float32)")
+    if not values.size or values.max() == 0:
+        raise DatasetError(f"{where}: X is all zeros; expected the spots' counts")
     if label_key is not None and label_key not in adata.obs:
         raise DatasetError(f"{where}: label column obs[{label_key!r}] does not exist; "
                            f"obs columns are {list(adata.obs.columns)}")
+    if label_key is not None:
+        labels = adata.obs[label_key].dropna().astype(str)
+        if labels.empty:
+            raise DatasetError(f"{where}: label column obs[{label_key!r}] has no label (every value is missing); "
+                               "expected the spots' domains, or --label-key naming another column")
+        if labels.nunique() < 2:
+            raise DatasetError(f"{where}: label column obs[{label_key!r}] has one class ({labels.iloc[0]!r}); "
+                               "expected at least two domains (with one, every clustering scores the same)")
     if "slice" not in adata.obs:
         raise DatasetError(f"{where}: expected obs['slice'] naming the slice of each spot")
 
@@ -129,22 +168,37 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
 def load_user_dataset(path: str | Path, label_key: str | None = "domain") -> Dataset:
     """A user's own AnnData (``stbench run --dataset-file``): validated like a registered one.
 
-    It is recorded under the file's stem and its sha256. Slices come from
-    ``obs["slice"]`` (a single slice named after the file if the column is absent).
+    It is recorded as ``STEM-SHA8`` (the file's stem and the first 8 hex digits of its sha256)
+    with its full sha256. Slices come from ``obs["slice"]`` (a single slice named after the file
+    if the column is absent); ``obs["array_row"/"array_col"]`` give a grid (hexagonal when
+    ``uns["platform"]`` names Visium).
     """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"dataset file {str(path)!r} does not exist")
-    adata = ad.read_h5ad(path)
+    try:
+        adata = ad.read_h5ad(path)
+    except Exception as err:  # noqa: BLE001 - h5py, anndata and OS errors alike: the file is not one
+        raise DatasetError(f"dataset file {str(path)!r} could not be read as an AnnData .h5ad file "
+                           f"({type(err).__name__}: {str(err)[:200]}). Expected: a file written by "
+                           "AnnData.write_h5ad") from None
     if "slice" not in adata.obs:
         adata.obs["slice"] = path.stem
-    validate_adata(adata, path.stem, label_key)
+    sha = file_sha256(path)
+    # the file's stem and the start of its sha256: a user's file never takes a registered
+    # dataset's name, and two different files of one name are never averaged together
+    name = f"{path.stem}-{sha[:8]}"
+    validate_adata(adata, name, label_key)
     slices = tuple(pd.unique(adata.obs["slice"].astype(str)))
+    platform = str(adata.uns.get("platform", "unknown"))
+    grid = {"array_row", "array_col"} <= set(adata.obs)
     spec = DatasetSpec(
-        name=path.stem, version="user", platform=str(adata.uns.get("platform", "unknown")),
+        name=name, version="user", platform=platform,
         organism="unknown", tissue="unknown", slices=slices, label_key=label_key,
         source={"url": str(path.resolve())}, filename=path.name,
-        grid_columns=("array_row", "array_col") if {"array_row", "array_col"} <= set(adata.obs) else None,
-        grid_kind="square" if {"array_row", "array_col"} <= set(adata.obs) else None,
+        grid_columns=("array_row", "array_col") if grid else None,
+        # a Visium array is hexagonal (array_col steps by 2): mapped to the lattice as the
+        # registered Visium slices are
+        grid_kind=("visium_hex" if "visium" in platform.lower() else "square") if grid else None,
     )
-    return Dataset(spec, _normalise(adata), file_sha256(path))
+    return Dataset(spec, _normalise(adata), sha)

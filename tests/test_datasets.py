@@ -63,7 +63,7 @@ def test_real_datasets_load_with_their_checksums(data_dir):
 def good_adata(n=20):
     rng = np.random.default_rng(0)
     a = ad.AnnData(X=sp.csr_matrix(rng.poisson(1.0, (n, 5)).astype(np.float32)),
-                   obs=pd.DataFrame({"slice": "s", "domain": "a"}, index=[f"c{i}" for i in range(n)]),
+                   obs=pd.DataFrame({"slice": "s", "domain": ["a", "b"] * (n // 2)}, index=[f"c{i}" for i in range(n)]),
                    var=pd.DataFrame(index=[f"g{j}" for j in range(5)]))
     a.obsm["spatial"] = rng.random((n, 2))
     return a
@@ -75,12 +75,76 @@ def good_adata(n=20):
      "NaN or infinite coordinates"),
     (lambda a: setattr(a, "obs_names", ["dup"] * 20), "obs_names must be unique"),
     (lambda a: setattr(a, "X", sp.csr_matrix(-np.ones((20, 5), np.float32))), "non-negative counts"),
+    # the bad files of issue 21 that used to be a traceback or silently accepted
+    (lambda a: a.obsm.__setitem__("spatial", np.array([["a", "b"]] * 20)), r"holds <U1 values; expected numbers"),
+    (lambda a: a.obsm.__setitem__("spatial", np.full((20, 2), 1e302)), "reaches 1e\\+302"),
+    (lambda a: a.obsm.__setitem__("spatial", np.ones((20, 2))), "every spot is at the same coordinates"),
+    (lambda a: a.obs.__setitem__("array_row", [np.nan] + list(range(19))), r"obs\['array_row'\] must hold an integer"),
+    (lambda a: a.obs.__setitem__("domain", np.nan), "has no label"),
+    (lambda a: a.obs.__setitem__("domain", "a"), "has one class"),
+    (lambda a: setattr(a, "X", sp.csr_matrix((20, 5), dtype=np.float32)), "X is all zeros"),
+    (lambda a: setattr(a, "X", sp.csr_matrix(np.full((20, 5), 1e308))), "X reaches 1e\\+308"),
 ])
 def test_malformed_dataset_gets_one_clear_error(breakage, message):
     a = good_adata()
     breakage(a)
     with pytest.raises(DatasetError, match=message):
         validate_adata(a, "mine", "domain")
+
+
+def test_too_few_spots_and_no_genes():
+    with pytest.raises(DatasetError, match="has 2 spots; expected at least 10"):
+        validate_adata(good_adata()[:2].copy(), "mine", None)
+    with pytest.raises(DatasetError, match="has no genes"):
+        validate_adata(good_adata()[:, []].copy(), "mine", "domain")
+
+
+@pytest.mark.parametrize("content, name", [(b"", "empty.h5ad"), (b"spot,x,y\nc0,1,2\n", "table.csv"),
+                                           (None, "truncated.h5ad"), ("hdf5", "plain.h5ad")])
+def test_a_file_that_is_not_an_h5ad_is_one_clear_error(tmp_path, content, name):
+    path = tmp_path / name
+    if content is None:  # a real .h5ad cut in half
+        good_adata().write_h5ad(tmp_path / "whole.h5ad")
+        data = (tmp_path / "whole.h5ad").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif content == "hdf5":  # an HDF5 file that is not an AnnData
+        import h5py
+
+        with h5py.File(path, "w") as fh:
+            fh["numbers"] = np.arange(5)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(DatasetError, match="could not be read as an AnnData .h5ad file|no coordinates"):
+        load_user_dataset(path, "domain")
+
+
+def test_a_user_file_never_takes_a_registered_name(tmp_path):
+    """A file named synthetic.h5ad is recorded as synthetic-<sha8>, never merged with the built-in tissue."""
+    path = tmp_path / "synthetic.h5ad"
+    good_adata().write_h5ad(path)
+    ds = load_user_dataset(path, "domain")
+    assert ds.spec.name == f"synthetic-{ds.sha256[:8]}" and ds.spec.name != "synthetic"
+
+
+@pytest.mark.realdata
+def test_a_users_visium_file_maps_to_the_lattice_as_the_registered_slices_do(tmp_path, data_dir):
+    """DLPFC 151673 written out as a user's file (array_row/array_col, uns platform Visium): the
+    lattice2x split holds out the same share of spots as on the registered slice."""
+    from stbench.tasks import get_task
+
+    registered = load_dataset("dlpfc", data_dir)
+    one = registered.adata[registered.adata.obs["slice"].astype(str) == "151673"].copy()
+    one.uns["platform"] = "10x Visium"
+    path = tmp_path / "my_visium.h5ad"
+    one.write_h5ad(path)
+    user = load_user_dataset(path, "domain")
+    assert user.spec.grid_kind == "visium_hex"
+    task = get_task("spatial_imputation")
+    shares = []
+    for ds, instance in ((registered, "151673"), (user, "151673")):
+        held = task.make_split(ds, instance, "lattice2x", 0)["heldout"]
+        shares.append(len(held) / ds.slice(instance).n_obs)
+    assert shares[0] == pytest.approx(shares[1]) and 0.7 < shares[0] < 0.8, shares
 
 
 def test_missing_label_column():
@@ -92,7 +156,7 @@ def test_user_dataset_file_is_validated_and_hashed(tmp_path):
     path = tmp_path / "mine.h5ad"
     good_adata().write_h5ad(path)
     ds = load_user_dataset(path, "domain")
-    assert ds.spec.name == "mine" and len(ds.sha256) == 64
+    assert ds.spec.name == f"mine-{ds.sha256[:8]}" and len(ds.sha256) == 64
     bad = good_adata()
     del bad.obsm["spatial"]
     bad.write_h5ad(tmp_path / "bad.h5ad")
