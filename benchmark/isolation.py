@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import multiprocessing.connection as mp_connection
 import os
+import re
 import shutil
 import signal
 import sys
@@ -61,6 +62,41 @@ def exchange_root() -> str:
     except OSError:
         pass
     return tempfile.gettempdir()
+
+
+def owned(prefix: str) -> str:
+    """A temporary name that says which process made it (``stbench-cell-PID-...``), so that what
+    a killed runner left behind can be told from what a live one is using (``sweep_leftovers``)."""
+    return f"{prefix}{os.getpid()}-"
+
+
+_LEFTOVER = re.compile(r"^stbench-(?:problems|cell|cell-io|input)-(\d+)-")
+
+
+def sweep_leftovers() -> int:
+    """Remove the temporary folders and files of runners that are gone (killed, even by SIGKILL):
+    their problems' inputs and their cells' exchange and scratch folders, in /dev/shm and the
+    temporary folder. Those of live processes are left alone. Returns how many were removed."""
+    removed = 0
+    for root in {exchange_root(), tempfile.gettempdir()}:
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        for name in names:
+            found = _LEFTOVER.match(name)
+            if not found or psutil.pid_exists(int(found.group(1))):
+                continue
+            path = os.path.join(root, name)
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def kill_active() -> None:
@@ -358,12 +394,12 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
 
     from stbench.benchmark import exchange as exchange_file
 
-    scratch = Path(tempfile.mkdtemp(prefix="stbench-cell-"))
-    exchange = Path(tempfile.mkdtemp(prefix="stbench-cell-io-", dir=exchange_root()))
+    scratch = Path(tempfile.mkdtemp(prefix=owned("stbench-cell-")))
+    exchange = Path(tempfile.mkdtemp(prefix=owned("stbench-cell-io-"), dir=exchange_root()))
     inputs_file = None
     try:
         if inputs is not None:
-            inputs_file = tempfile.NamedTemporaryFile(prefix="stbench-input-", dir=exchange_root())
+            inputs_file = tempfile.NamedTemporaryFile(prefix=owned("stbench-input-"), dir=exchange_root())
             inputs_file.write(inputs)
             inputs_file.flush()
         inputs_path = inputs_file.name if inputs_file else job.inputs_path

@@ -111,7 +111,7 @@ class _Grid:
         self.store, self.invocation, self.backend = store, invocation, backend
         self.methods, self.params, self.timeout, self.memory, self.threads = methods, params, timeout, memory, threads
         self.report, self.progress, self.loaded, self.data_dir = report, progress, loaded, data_dir
-        self.tmp = Path(tempfile.mkdtemp(prefix="stbench-problems-", dir=isolation.exchange_root()))
+        self.tmp = Path(tempfile.mkdtemp(prefix=isolation.owned("stbench-problems-"), dir=isolation.exchange_root()))
         self.commit, self.versions = git_commit(), json.dumps(library_versions(), sort_keys=True)
         self.lock = threading.Lock()
         # problem key -> its split's arrays, computed for its cell key and kept to build the problem,
@@ -300,6 +300,7 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
     if timeout is not None and float(timeout) <= 0:
         raise StbenchError(f"--timeout {timeout} is not positive. Expected a number of seconds > 0")
     report = RunReport(pd.DataFrame())
+    isolation.sweep_leftovers()  # what killed runners left in /dev/shm and the temporary folder
     isolation.forkserver_context()  # started here, in one thread, with the scrubbed environment
     warm = threading.Thread(target=lambda: report.timings.__setitem__("startup", isolation.warm_up()), daemon=True)
     warm.start()  # the fork server imports the libraries while the data loads

@@ -106,6 +106,7 @@ def test_a_cell_dies_with_its_runner_even_by_sigkill(tmp_path):
     import signal
     import subprocess
     import sys
+    import tempfile
     import time
     import uuid
     from pathlib import Path
@@ -134,6 +135,14 @@ def test_a_cell_dies_with_its_runner_even_by_sigkill(tmp_path):
     time.sleep(5)
     alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] + [p.pid for p in marked()]
     assert alive == [], f"still running 5 s after the runner's SIGKILL: {alive}"
+    # what it left in /dev/shm and the temporary folder goes at the next run's start
+    from stbench.benchmark import isolation
+
+    roots = {Path(isolation.exchange_root()), Path(tempfile.gettempdir())}
+    left = [p for r in roots for p in r.glob(f"stbench-*-{runner.pid}-*")]
+    assert left, "the killed runner left no problem folder: nothing to sweep (the test would be vacuous)"
+    isolation.sweep_leftovers()
+    assert [p for r in roots for p in r.glob(f"stbench-*-{runner.pid}-*")] == []
 
 
 def test_memory_is_the_cells_proportional_set_a_benign_pool_is_not_oom(tmp_path):
