@@ -49,7 +49,7 @@ from stbench.benchmark.planning import (DEFAULT_TIMEOUT_S, Cell, MethodInfo, cel
 from stbench.benchmark.report import Progress, RunReport
 from stbench.errors import ContractError, StbenchError
 from stbench.benchmark.provenance import git_commit, library_versions
-from stbench.benchmark.store import DONE, FAILED, ResultStore
+from stbench.benchmark.store import DONE, FAILED, ResultStore, TrackingUnavailable
 from stbench.datasets.loading import Dataset, load_dataset
 from stbench.datasets.registry import DATASETS, get_dataset_spec
 from stbench.manifest import check_params, variant_name
@@ -353,6 +353,10 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
             grid.run(cell, keys[cell], problem, pid, path, split_time, claim)
             path.unlink(missing_ok=True)
         status = "FINISHED"
+    except TrackingUnavailable:
+        status = "UNREACHABLE"  # the store cannot be written: no export, no end of the invocation
+        isolation.kill_active()
+        raise
     except BaseException:
         isolation.kill_active()
         status = "KILLED"
@@ -360,14 +364,15 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
     finally:
         bar.close()
         grid.close()
-        store.update_catalog(*catalog_entries(methods, specs, tasks))
-        table = store.export()
-        report.path = store.results_path
-        report.results = table[table["cell_key"].isin(set(keys.values()))].reset_index(drop=True)
-        n_failed = int(report.results["status"].isin(FAILED).sum()) if len(report.results) else 0
-        store.end_invocation(invocation, {"cells": len(cells), "executed": report.executed,
-                                          "cached": report.cached, "failed": n_failed,
-                                          "wall_time_s": time.perf_counter() - start_all}, status)
+        if status != "UNREACHABLE":  # (unreachable: the error propagates; the next run ends it KILLED)
+            store.update_catalog(*catalog_entries(methods, specs, tasks))
+            table = store.export()
+            report.path = store.results_path
+            report.results = table[table["cell_key"].isin(set(keys.values()))].reset_index(drop=True)
+            n_failed = int(report.results["status"].isin(FAILED).sum()) if len(report.results) else 0
+            store.end_invocation(invocation, {"cells": len(cells), "executed": report.executed,
+                                              "cached": report.cached, "failed": n_failed,
+                                              "wall_time_s": time.perf_counter() - start_all}, status)
     return report
 
 

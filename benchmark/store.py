@@ -107,6 +107,57 @@ def check_schema(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+class TrackingUnavailable(StbenchError):
+    """The tracking server did not answer within its patience."""
+
+
+class _Patient:
+    """An MlflowClient for a tracking server that may be briefly away: a call that cannot reach
+    it is retried with backoff (1, 2, 4 ... 30 s) for up to ``STBENCH_TRACKING_PATIENCE``
+    seconds (default 300), each wait said on stderr; then ``TrackingUnavailable``, and the run
+    stops with every cell recorded so far kept (the rest run on the next `stbench run`)."""
+
+    def __init__(self, client, uri: str):
+        self._client, self._uri = client, uri
+        self._patience = float(os.environ.get("STBENCH_TRACKING_PATIENCE", "300"))
+
+    def __getattr__(self, name):
+        target = getattr(self._client, name)
+        if not callable(target):
+            return target
+
+        def patient(*args, **kwargs):
+            import sys
+
+            waited, delay = 0.0, 1.0
+            while True:
+                try:
+                    return target(*args, **kwargs)
+                except Exception as err:  # noqa: BLE001 - only an unreachable server is retried
+                    if not _unreachable(err):
+                        raise
+                    if waited + delay > self._patience:
+                        raise TrackingUnavailable(
+                            f"the tracking server {self._uri} did not answer for {waited:.0f} s "
+                            f"({type(err).__name__}); the cells recorded so far are kept, the others run on "
+                            "the next `stbench run`. Expected: a reachable server (STBENCH_TRACKING_PATIENCE "
+                            "sets how long to wait)") from None
+                    print(f"stbench: waiting for the tracking server {self._uri} ({waited:.0f} s so far; "
+                          f"next try in {delay:.0f} s)", file=sys.stderr, flush=True)
+                    time.sleep(delay)
+                    waited += delay
+                    delay = min(2 * delay, 30.0)
+
+        return patient
+
+
+def _unreachable(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}".lower()
+    return any(s in text for s in ("connection refused", "connectionerror", "max retries exceeded",
+                                   "timed out", "failed to establish", "remote end closed",
+                                   "connection reset", "name or service not known"))
+
+
 class ResultStore:
     """The MLflow record of one results folder (or of the server named by MLFLOW_TRACKING_URI)."""
 
@@ -125,10 +176,15 @@ class ResultStore:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # not the INFO lines of database creation
 
+        remote = self.uri.startswith(("http://", "https://"))
+        if remote:  # short requests, no retries of MLflow's own: _Patient retries, saying so
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         with self.lock():  # creating the database (migrations) must not race another runner
             if self.uri == f"sqlite:///{self.dir / 'mlflow.db'}":
                 self._open_local_database()
-            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client = _Patient(MlflowClient(tracking_uri=self.uri), self.uri) if remote else \
+                MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(EXPERIMENT)
             if exp is None:
                 local = self.uri.startswith("sqlite:")

@@ -162,3 +162,76 @@ def test_memory_is_the_cells_proportional_set_a_benign_pool_is_not_oom(tmp_path)
     assert row["status"] == "ok", row["error"]
     assert 200 < row["peak_pss_mb"] < 1000, row["peak_pss_mb"]
     assert 5 * row["rss_start_mb"] > 1.2 * 1024  # what an RSS sum over parent and workers would have counted
+
+
+def _start_server(tmp_path, port):
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen([str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                               "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 90
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read().strip() == b"OK":
+                return server
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                raise AssertionError("mlflow server did not start")
+            time.sleep(0.5)
+
+
+def test_a_tracking_server_outage_stops_the_run_cleanly_and_resume_is_exactly_once(tmp_path):
+    """The server dies mid-run: the runner says it is waiting, gives up after its patience with one
+    clear error (not a 13-minute silence); after a restart the next run records every cell once."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "STBENCH_TRACKING_PATIENCE": "6"}
+    cmd = [sys.executable, "-m", "stbench.cli", "run", "--tasks", "domain_identification", "--methods", "pca_kmeans",
+           "--results", str(tmp_path / "r"), "--quiet"]
+    server = _start_server(tmp_path, port)
+    try:
+        run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = MlflowClient(uri)
+        deadline = time.time() + 300
+        while time.time() < deadline:  # the first cell recorded: then the server goes
+            exp = client.get_experiment_by_name("stbench")
+            if exp and client.search_runs([exp.experiment_id], "tags.record = 'cell'"):
+                break
+            time.sleep(0.5)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        t0 = time.time()
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 2, err[-2000:]
+        assert "waiting for the tracking server" in err and "did not answer" in err and "Traceback" not in err
+        assert time.time() - t0 < 120
+        server = _start_server(tmp_path, port)
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-2000:]
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("stbench")
+        cells = client.search_runs([exp.experiment_id], "tags.record = 'cell' and attributes.status = 'FINISHED'",
+                                   max_results=1000)
+        keys = [r.data.tags["cell_key"] for r in cells]
+        assert len(keys) == 9 and len(set(keys)) == 9  # 3 slices x (2 controls + pca_kmeans), each once
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
