@@ -29,6 +29,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="only these slices (or slice pairs / groups) of the datasets, e.g. 151673 (default: all)")
     run.add_argument("--dataset-file", help="run the applicable tasks on your own .h5ad (SPEC 2.1)")
     run.add_argument("--label-key", default="domain", help="label column of --dataset-file (default: domain)")
+    run.add_argument("--layer", help="the layer of --dataset-file that holds the raw counts (default: X)")
+    run.add_argument("--not-counts", action="store_true", help="--dataset-file holds count-like values that are "
+                     "not integers (volume-normalised, as MERFISH): accepted, thinning skipped, mcv rounds them")
     run.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: 0)")
     run.add_argument("--data-dir", help="folder of the real .h5ad files (default: $STBENCH_DATA, "
                      "else ~/.cache/stbench/data)")
@@ -132,7 +135,11 @@ def cmd_run(args) -> int:
     from stbench.benchmark.runner import run_benchmark
     from stbench.datasets.loading import load_user_dataset
 
-    user = [load_user_dataset(args.dataset_file, args.label_key or None)] if args.dataset_file else None
+    user = [load_user_dataset(args.dataset_file, args.label_key or None, layer=args.layer,
+                              counts=not args.not_counts)] if args.dataset_file else None
+    if user:
+        for line in user_file_gaps(user[0].spec, args.tasks):
+            print(line, file=sys.stderr)
     import signal
 
     def stop(signum, frame):  # SIGTERM ends the run like Ctrl-C: cells killed, invocation ended KILLED
@@ -163,6 +170,27 @@ def cmd_run(args) -> int:
     print(f"results: {report.path} and {report.path.with_suffix('.csv')}; MLflow runs in "
           f"{os.environ.get('MLFLOW_TRACKING_URI') or report.path.parent / 'mlflow.db'}")
     return 0
+
+
+def user_file_gaps(spec, tasks: list[str] | None) -> list[str]:
+    """What a user's file will not run, and why: tasks with no instance on it (one slice, no
+    labels) and splits that do not apply (no array grid, no integer counts)."""
+    from stbench.tasks import TASKS
+
+    lines = []
+    for name in tasks or TASKS:
+        task = TASKS[name]
+        if not task.instances(spec):
+            lines.append(f"{spec.name}: skips {name} (it needs several slices: obs['slice'] names one)")
+            continue
+        if task.name in ("domain_identification", "multislice_integration") and spec.label_key is None:
+            lines.append(f"{spec.name}: skips {name} (no label column)")
+        for split in task.splits:
+            if not task.applies(spec, split):
+                why = "no array grid: obs['array_row'] and obs['array_col']" if split == "lattice2x" else \
+                    "values that are not integer counts (--not-counts)" if split == "thinning" else "not applicable"
+                lines.append(f"{spec.name}: skips {name} / {split} ({why})")
+    return lines
 
 
 def cmd_compare(args) -> int:

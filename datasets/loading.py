@@ -165,7 +165,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
     return _load_cached(name, str(resolve_data_dir(data_dir)))
 
 
-def load_user_dataset(path: str | Path, label_key: str | None = "domain") -> Dataset:
+def load_user_dataset(path: str | Path, label_key: str | None = "domain", layer: str | None = None,
+                      counts: bool = True) -> Dataset:
     """A user's own AnnData (``stbench run --dataset-file``): validated like a registered one.
 
     It is recorded as ``STEM-SHA8`` (the file's stem and the first 8 hex digits of its sha256)
@@ -182,6 +183,21 @@ def load_user_dataset(path: str | Path, label_key: str | None = "domain") -> Dat
         raise DatasetError(f"dataset file {str(path)!r} could not be read as an AnnData .h5ad file "
                            f"({type(err).__name__}: {str(err)[:200]}). Expected: a file written by "
                            "AnnData.write_h5ad") from None
+    if layer is not None:
+        if layer not in adata.layers:
+            raise DatasetError(f"dataset file {str(path)!r} has no layer {layer!r}; its layers are "
+                               f"{list(adata.layers.keys())}")
+        adata.X = adata.layers[layer]
+    if counts:  # stbench normalises counts itself: log-normalised input would be normalised twice
+        values = adata.X.data if sp.issparse(adata.X) else np.asarray(adata.X)
+        if np.issubdtype(values.dtype, np.number) and values.size and np.isfinite(values).all() \
+                and (values != np.round(values)).any():
+            example = values[values != np.round(values)][0]
+            raise DatasetError(f"dataset file {str(path)!r}: {'layer ' + repr(layer) if layer else 'X'} holds values "
+                               f"that are not integers (e.g. {example:.4g}), so not raw counts, which every task "
+                               "normalises itself (log-normalised data would be normalised twice). Expected: the raw "
+                               "counts (--layer NAME for a layer that holds them), or --not-counts for count-like "
+                               "values that are not integers (volume-normalised, as MERFISH)")
     if "slice" not in adata.obs:
         adata.obs["slice"] = path.stem
     sha = file_sha256(path)
@@ -200,5 +216,6 @@ def load_user_dataset(path: str | Path, label_key: str | None = "domain") -> Dat
         # a Visium array is hexagonal (array_col steps by 2): mapped to the lattice as the
         # registered Visium slices are
         grid_kind=("visium_hex" if "visium" in platform.lower() else "square") if grid else None,
+        integer_counts=counts,
     )
     return Dataset(spec, _normalise(adata), sha)

@@ -118,6 +118,37 @@ def test_a_file_that_is_not_an_h5ad_is_one_clear_error(tmp_path, content, name):
         load_user_dataset(path, "domain")
 
 
+def test_non_integer_values_are_refused_unless_a_count_layer_or_not_counts_is_said(tmp_path):
+    """Log-normalised X (what used to run 14 cells ok on data normalised twice) is one error that
+    says what to do; --layer picks the raw counts; --not-counts accepts count-like values and
+    skips the thinning split, which needs integers."""
+    from stbench.tasks import get_task
+
+    a = good_adata()
+    a.layers["counts"] = a.X.copy()
+    a.X = sp.csr_matrix(np.log1p(a.X.toarray()))
+    path = tmp_path / "lognorm.h5ad"
+    a.write_h5ad(path)
+    with pytest.raises(DatasetError, match="not integers .*--layer NAME .*--not-counts"):
+        load_user_dataset(path, "domain")
+    assert load_user_dataset(path, "domain", layer="counts").adata.X.max() == a.layers["counts"].max()
+    loose = load_user_dataset(path, "domain", counts=False)
+    assert not loose.spec.integer_counts and not get_task("denoising").applies(loose.spec, "thinning")
+    with pytest.raises(DatasetError, match="has no layer 'raw'"):
+        load_user_dataset(path, "domain", layer="raw")
+
+
+def test_the_run_says_what_a_user_file_skips_and_why(tmp_path):
+    from stbench.cli import user_file_gaps
+
+    path = tmp_path / "one.h5ad"
+    good_adata().write_h5ad(path)
+    gaps = "\n".join(user_file_gaps(load_user_dataset(path, "domain").spec, None))
+    assert "skips multislice_integration (it needs several slices" in gaps
+    assert "skips alignment (it needs several slices" in gaps
+    assert "skips spatial_imputation / lattice2x (no array grid" in gaps
+
+
 def test_a_user_file_never_takes_a_registered_name(tmp_path):
     """A file named synthetic.h5ad is recorded as synthetic-<sha8>, never merged with the built-in tissue."""
     path = tmp_path / "synthetic.h5ad"
