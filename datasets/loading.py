@@ -78,7 +78,7 @@ def validate_adata(adata: ad.AnnData, name: str, label_key: str | None = None) -
         raise DatasetError(f"{where} has {adata.n_obs} spots; expected at least {MIN_SPOTS} (a split holds out "
                            "a fifth of them, and scores need several)")
     if (np.ptp(xy, axis=0) == 0).all():
-        raise DatasetError(f"{where}: every spot is at the same coordinates {tuple(xy[0])}; expected the spots' "
+        raise DatasetError(f"{where}: every spot is at the same coordinates {tuple(float(v) for v in xy[0])}; expected the spots' "
                            "positions in obsm['spatial']")
     for col in ("array_row", "array_col"):
         if col in adata.obs:
