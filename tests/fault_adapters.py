@@ -529,3 +529,29 @@ def _pool(inputs, ctx):
     for pid in pids:
         os.waitpid(pid, 0)
     return _mean_prediction(inputs)
+
+
+fork_tree = Method(name="fault_fork_tree", kind="baseline", params={"depth": 4, "mb": 10},
+                   summary="a binary tree of forked processes, each with its own 10 MB")
+
+
+@fork_tree.solves("spatial_imputation")
+def _fork_tree(inputs, ctx):
+    """Each process forks two children, ``depth`` levels deep (2**depth - 1 descendants), each
+    touches ``mb`` MB of its own and waits: every one maps its parent's pages too."""
+    def grow(level):
+        kids = []
+        for _ in range(2 if level < ctx.params["depth"] else 0):
+            pid = os.fork()
+            if pid == 0:
+                grow(level + 1)
+                os._exit(0)
+            kids.append(pid)
+        block = np.ones(ctx.params["mb"] * 2**20 // 8)
+        time.sleep(3)
+        for pid in kids:
+            os.waitpid(pid, 0)
+        return block.sum()
+
+    grow(0)
+    return _mean_prediction(inputs)
