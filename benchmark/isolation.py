@@ -99,10 +99,25 @@ def sweep_leftovers() -> int:
     return removed
 
 
+_interrupted = threading.Event()  # the runner is stopping: cells it kills are not results
+
+
 def kill_active() -> None:
-    """Kill every child still running (the runner is being interrupted)."""
+    """The runner is being interrupted (Ctrl-C, SIGTERM, a lost tracking server): kill every
+    child still running. Their cells are not recorded (``interrupted``): they did not fail, they
+    were stopped, and the next run runs them."""
+    _interrupted.set()
     for pid in list(_active):
         _kill_group(pid)
+
+
+def interrupted() -> bool:
+    return _interrupted.is_set()
+
+
+def reset_interrupted() -> None:
+    """A new grid starts (several may run in one process, one after the other)."""
+    _interrupted.clear()
 
 
 def forkserver_context():

@@ -177,7 +177,11 @@ class _Grid:
                 timeout_s=float(self.timeout or DEFAULT_TIMEOUT_S[method.kind]), inputs_path=str(inputs_path),
                 solution=exchange.to_bytes(get_task(cell.task).reference_output(problem))
                 if method.uses_truth else None)
+            if isolation.interrupted():
+                return  # the run is stopping: this cell is left for the next one
             res = self.backend.run(job, problem_id)
+            if isolation.interrupted():
+                return  # killed because the run stopped: not a result (the next run runs it)
             row.update(status=res.status, error=res.error, time_method_s=res.time_method_s,
                        time_startup_s=res.time_startup_s,
                        cpu_time_s=res.cpu_time_s, peak_rss_mb=res.peak_rss_mb, peak_pss_mb=res.peak_pss_mb,
@@ -300,6 +304,7 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
     if timeout is not None and float(timeout) <= 0:
         raise StbenchError(f"--timeout {timeout} is not positive. Expected a number of seconds > 0")
     report = RunReport(pd.DataFrame())
+    isolation.reset_interrupted()
     isolation.sweep_leftovers()  # what killed runners left in /dev/shm and the temporary folder
     isolation.forkserver_context()  # started here, in one thread, with the scrubbed environment
     warm = threading.Thread(target=lambda: report.timings.__setitem__("startup", isolation.warm_up()), daemon=True)
@@ -388,7 +393,9 @@ def _run_groups(grid: _Grid, groups, keys, force: bool, jobs: int) -> list[Cell]
     """Run every group's cells on ``jobs`` workers; at most two problems are alive at once."""
     deferred: list[Cell] = []
     window: list[list] = []  # futures of the live problems, oldest first
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stbench-cell") as pool:
+    claim_of: dict = {}  # future -> the claim its cell holds (released by the cell, or here if cancelled)
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stbench-cell")
+    try:
         for pkey, group in groups.items():
             claims = {}
             for cell in group:
@@ -404,13 +411,28 @@ def _run_groups(grid: _Grid, groups, keys, force: bool, jobs: int) -> list[Cell]
             if not claims:
                 continue
             problem, pid, path, split_time = grid.problem(pkey)
-            window.append((path, [pool.submit(grid.run, cell, keys[cell], problem, pid, path, split_time, claim)
-                                  for cell, claim in claims.items()]))
+            futures = []
+            for cell, claim in claims.items():
+                futures.append(pool.submit(grid.run, cell, keys[cell], problem, pid, path, split_time, claim))
+                claim_of[futures[-1]] = claim
+            window.append((path, futures))
             del problem  # the futures hold it until its cells are done
             while len(window) > 1:
                 _finish(*window.pop(0))
         for path, futures in window:
             _finish(path, futures)
+    except BaseException:
+        # Ctrl-C, SIGTERM, a lost tracking server: kill the running cells (not recorded) and drop
+        # the queued ones at once, rather than running the window's remaining cells first
+        isolation.kill_active()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, claim in claim_of.items():
+            if future.cancelled():
+                grid.store.release(claim)
+        for path, _ in window:
+            path.unlink(missing_ok=True)
+        raise
+    pool.shutdown(wait=True)
     return deferred
 
 

@@ -235,3 +235,40 @@ def test_a_tracking_server_outage_stops_the_run_cleanly_and_resume_is_exactly_on
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
+
+
+def test_cells_stopped_by_an_interrupt_are_not_recorded_as_failures(tmp_path):
+    """Ctrl-C while a cell runs: the cell is killed, left unrecorded (it did not fail: the next run
+    runs it), the queued cells are dropped at once, and the invocation ends KILLED."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+    from pathlib import Path
+
+    import psutil
+    from mlflow.tracking import MlflowClient
+
+    marker = f"stbench-sleeper-{uuid.uuid4().hex}"
+    here = Path(__file__).resolve().parent
+    code = (f"import sys; sys.path.insert(0, {str(here)!r}); import fault_adapters as f\n"
+            "from stbench.benchmark.runner import run_benchmark\n"
+            f"run_benchmark(tasks=['spatial_imputation'], splits=['random20'], "
+            f"methods=[f.marked_sleeper, 'global_mean'], method_params={{'fault_marked_sleeper': {{'marker': {marker!r}}}}}, "
+            f"results_dir={str(tmp_path)!r}, progress=False)")
+    runner = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(marker in (p.info["cmdline"] or [])
+                                             for p in psutil.process_iter(["cmdline"])):
+        time.sleep(0.2)
+    runner.send_signal(signal.SIGINT)
+    runner.communicate(timeout=120)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("stbench")
+    cells = client.search_runs([exp.experiment_id], "tags.record = 'cell'")
+    assert all(r.data.params["method"] != "fault_marked_sleeper" for r in cells), \
+        [(r.data.params["method"], r.data.tags.get("status")) for r in cells]
+    assert all(r.data.tags["status"] == "ok" for r in cells)
+    invocation = client.search_runs([exp.experiment_id], "tags.record = 'invocation'")[0]
+    assert invocation.info.status == "KILLED"
