@@ -5,6 +5,7 @@ overview, a task page, a method page, the regression page and the synthetic sani
 the static page ``stbench export --format html`` writes.
 
     python scripts/screenshot_board.py RESULTS_DIR OUT_DIR [--task T] [--method M]
+    python scripts/screenshot_board.py reference OUT_DIR --task domain_identification   # the reference board
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from headless_chromium import Browser, free_port, wait_http  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("results")
+    ap.add_argument("results", help="a results folder, or 'reference' for the committed reference board")
     ap.add_argument("out")
     ap.add_argument("--task", default="domain_identification")
     ap.add_argument("--method", default="smoothed_pca_kmeans")
@@ -31,7 +32,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stbench.cli", "leaderboard", "--results", args.results,
+    which = [] if args.results == "reference" else ["--results", args.results]
+    proc = subprocess.Popen([sys.executable, "-m", "stbench.cli", "leaderboard", *which,
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -48,7 +50,7 @@ def main() -> None:
                 (out / f"{name}.txt").write_text(browser.text())
                 print(f"{name}: {out / (name + '.png')}")
             page = out / "board.html"
-            subprocess.run([sys.executable, "-m", "stbench.cli", "export", "--results", args.results, "--format",
+            subprocess.run([sys.executable, "-m", "stbench.cli", "export", *which, "--format",
                             "html", "-o", str(page)], check=True, capture_output=True)
             browser.open(page.resolve().as_uri(), ready="table")
             browser.screenshot(out / "export.png")
