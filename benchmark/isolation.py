@@ -427,7 +427,10 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
         _start(proc)
         child_conn.close()
         log_r, log_w = os.pipe()  # the cell's stdout and stderr: read here, kept bounded (CellLog)
-        send_handle(conn, log_w, proc.pid)
+        try:
+            send_handle(conn, log_w, proc.pid)
+        except OSError:  # it died at once: its exit code says how
+            pass
         os.close(log_w)
         os.set_blocking(log_r, False)
         log = CellLog()
@@ -452,12 +455,15 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                 elif msg.get("ready") is True and ready_at is None:
                     ready_at, sandbox = now, str(msg.get("sandbox", "none"))[:200]
                     in_pidns = "pidns" in sandbox
-                    with open(inputs_path, "rb") as fh:
-                        send_handle(conn, fh.fileno(), proc.pid)
+                    try:
+                        with open(inputs_path, "rb") as fh:
+                            send_handle(conn, fh.fileno(), proc.pid)
+                    except OSError:  # it went away after saying ready: its exit code says how
+                        waiting_on = [w for w in waiting_on if w is not conn]
                 elif msg.get("done") is True and ready_at is not None:
                     done_at, said = now, msg
                     procs = _cell_processes(watcher, in_pidns)
-                    cpu_s = _cpu_seconds(procs)
+                    cpu_s = _cpu_seconds(procs) if procs else float("nan")
                     peak_rss = max([peak_rss] + [_peak_rss_of(p) for p in procs[:1]])
                     peak_pss = max(peak_pss, sum(_pss(p) for p in procs))
                     break
