@@ -456,10 +456,15 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                     ready_at, sandbox = now, str(msg.get("sandbox", "none"))[:200]
                     in_pidns = "pidns" in sandbox
                     try:
-                        with open(inputs_path, "rb") as fh:
-                            send_handle(conn, fh.fileno(), proc.pid)
-                    except OSError:  # it went away after saying ready: its exit code says how
-                        waiting_on = [w for w in waiting_on if w is not conn]
+                        fh = open(inputs_path, "rb")
+                    except OSError as err:  # the runner's side: never the method's doing
+                        killed = ("error", f"the problem's input could not be opened ({err})")
+                    else:
+                        with fh:
+                            try:
+                                send_handle(conn, fh.fileno(), proc.pid)
+                            except OSError:  # it went away after saying ready: its exit code says how
+                                waiting_on = [w for w in waiting_on if w is not conn]
                 elif msg.get("done") is True and ready_at is not None:
                     done_at, said = now, msg
                     procs = _cell_processes(watcher, in_pidns)
