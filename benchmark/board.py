@@ -29,7 +29,8 @@ import pandas as pd
 
 from stbench.benchmark.planning import Cell, cell_key, method_info, plan_cells
 from stbench.benchmark.split_hashes import EXTRA_SEEDS, SEEDS, load_manifest as load_split_hashes, split_key
-from stbench.benchmark.store import DONE, FAILED, REFERENCE_DIR, ResultStore, check_schema
+from stbench.benchmark.store import DONE, FAILED, REFERENCE_DIR, ResultStore, check_schema, empty_table
+from stbench.datasets.loading import load_dataset
 from stbench.datasets.registry import DATASETS
 from stbench.errors import StbenchError
 from stbench.manifest import load as load_manifest
@@ -69,11 +70,8 @@ def grid_keys(cells: list[Cell] | None = None, data_dir=None) -> pd.DataFrame:
     rows = []
     for c in cells:
         sk = split_key(c.task, c.split, c.dataset, c.instance, c.seed)
-        if sk not in committed and sk not in computed:
-            from stbench.datasets.loading import load_dataset
-
-            computed[sk] = TASKS[c.task].split_sha256(_load(c.dataset, data_dir, load_dataset), c.instance,
-                                                      c.split, c.seed)
+        if sk not in committed and sk not in computed:  # load_dataset caches the datasets it loads
+            computed[sk] = TASKS[c.task].split_sha256(load_dataset(c.dataset, data_dir), c.instance, c.split, c.seed)
         split_sha = committed.get(sk) or computed[sk]
         info = infos[c.method]
         rows.append({"task": c.task, "split": c.split, "dataset": c.dataset, "instance": c.instance,
@@ -82,26 +80,11 @@ def grid_keys(cells: list[Cell] | None = None, data_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-_loaded: dict = {}
-
-
-def _load(name, data_dir, load_dataset):
-    if name not in _loaded:
-        _loaded[name] = load_dataset(name, data_dir)
-    return _loaded[name]
-
-
 def read_board(folder: Path = REFERENCE_DIR) -> pd.DataFrame:
     path = Path(folder) / "results.parquet"
     if not path.is_file():
-        return check_schema(pd.DataFrame({c: pd.Series(dtype="object") for c in _schema()}))
+        return empty_table()
     return check_schema(pd.read_parquet(path))
-
-
-def _schema():
-    from stbench.benchmark.store import SCHEMA
-
-    return SCHEMA
 
 
 # -- status -------------------------------------------------------------------

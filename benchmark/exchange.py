@@ -90,8 +90,11 @@ class _Writer:
             return {"t": "series", "values": self.values(obj), "index": self.encode(obj.index),
                     "name": self.encode(obj.name)}
         if isinstance(obj, pd.DataFrame):
-            return {"t": "frame", "columns": [[self.encode(c), self.values(obj[c])] for c in obj.columns]
-                    if obj.columns.is_unique else self.fail_duplicate(obj), "index": self.encode(obj.index)}
+            if not obj.columns.is_unique:
+                raise ContractError(f"a DataFrame has duplicate column names "
+                                    f"{list(obj.columns[obj.columns.duplicated()])[:3]}. Expected: unique column names")
+            return {"t": "frame", "columns": [[self.encode(c), self.values(obj[c])] for c in obj.columns],
+                    "index": self.encode(obj.index)}
         if isinstance(obj, ad.AnnData):
             return {"t": "anndata", "X": self.encode(obj.X), "obs": self.encode(obj.obs), "var": self.encode(obj.var),
                     **{k: self.encode(dict(getattr(obj, k))) for k in ("obsm", "varm", "layers", "obsp", "uns")}}
@@ -113,11 +116,6 @@ class _Writer:
         if isinstance(values.dtype, pd.CategoricalDtype):
             return self.encode(pd.Categorical(values))
         return self.array(np.asarray(values))
-
-    @staticmethod
-    def fail_duplicate(frame):
-        raise ContractError(f"a DataFrame has duplicate column names {list(frame.columns[frame.columns.duplicated()])[:3]}. "
-                            "Expected: unique column names")
 
 
 def write(obj: Any, target) -> None:

@@ -107,6 +107,11 @@ def check_schema(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def empty_table() -> pd.DataFrame:
+    """A results table with no cell (every column of the schema)."""
+    return check_schema(pd.DataFrame({c: pd.Series(dtype="object") for c in SCHEMA}))
+
+
 class TrackingUnavailable(StbenchError):
     """The tracking server did not answer within its patience."""
 
@@ -394,7 +399,7 @@ class ResultStore:
                        _end=run.info.end_time or 0)
             rows.append(row)
         if not rows:
-            return check_schema(pd.DataFrame({c: pd.Series(dtype="object") for c in SCHEMA}))
+            return empty_table()
         df = pd.DataFrame(rows)
         df["finished_at"] = pd.to_datetime(df["_end"], unit="ms", utc=True).map(lambda t: t.isoformat())
         df["attempts"] = df.groupby("cell_key")["cell_key"].transform("size")

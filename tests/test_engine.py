@@ -4,7 +4,6 @@ cache and resume, exactly-once records under kill and concurrency, MLflow."""
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from stbench.sandbox import landlock_abi
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import fault_adapters as faults  # noqa: E402
+from headless_chromium import free_port  # noqa: E402
+from mlflow_server import start_server  # noqa: E402
 
 STBENCH = [sys.executable, "-m", "stbench.cli"]
 
@@ -202,34 +203,13 @@ def test_force_reruns_and_keeps_history(tmp_path):
     assert len(store) == 2 * len(table) and (table["attempts"] == 2).all()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_logs_to_a_real_mlflow_server_over_http(tmp_path, monkeypatch):
-    import urllib.request
-
     from mlflow.tracking import MlflowClient
 
-    port = _free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen([str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                               "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    port = free_port()
+    server = start_server(tmp_path, port)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{uri}/health", timeout=2).read().strip() == b"OK":
-                    break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise AssertionError("mlflow server did not start")
-                time.sleep(0.5)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         report = run_benchmark(tasks=["domain_identification"], methods=["pca_kmeans"],
                                results_dir=tmp_path / "results", progress=False)

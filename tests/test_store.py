@@ -1,14 +1,31 @@
 """Nothing recorded is ever lost (issue 21): the MLflow record is created whole, a lost or damaged
 one is one clear error and never silently re-created, and the results table never shrinks."""
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
+from mlflow.tracking import MlflowClient
 
+from stbench.benchmark import isolation
 from stbench.benchmark.runner import run_benchmark
 from stbench.benchmark.store import ResultStore
 from stbench.errors import StbenchError
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import fault_adapters as faults  # noqa: E402
+from headless_chromium import free_port  # noqa: E402
+from mlflow_server import start_server  # noqa: E402
 
 
 @pytest.fixture
@@ -75,14 +92,6 @@ def test_the_export_never_drops_recorded_cells(recorded, tmp_path_factory, monke
 def test_a_method_s_output_is_a_bounded_log_never_the_terminal(tmp_path, capfd):
     """50 MB printed by a method reach neither the runner's stdout nor its stderr; the cell's run
     carries a log of its first and last 64 KB, saying how much was left out."""
-    import sys
-    from pathlib import Path
-
-    from mlflow.tracking import MlflowClient
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import fault_adapters as faults
-
     report = run_benchmark(tasks=["spatial_imputation"], splits=["random20"], instances=["slice0"],
                            methods=[faults.chatter], results_dir=tmp_path, progress=False)
     out, err = capfd.readouterr()
@@ -98,46 +107,41 @@ def test_a_method_s_output_is_a_bounded_log_never_the_terminal(tmp_path, capfd):
     assert text.rstrip().endswith("the last line")
 
 
+def _marked(marker: str) -> list:
+    return [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+
+
+def _runner_with_a_sleeping_cell(tmp_path, also: list[str] = (), **popen) -> tuple[subprocess.Popen, str]:
+    """A runner in its own process whose first cell (the marked sleeper) is running when this
+    returns: (the runner, the marker on the cell's subprocess's command line)."""
+    marker = f"stbench-sleeper-{uuid.uuid4().hex}"
+    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import fault_adapters as f\n"
+            "from stbench.benchmark.runner import run_benchmark\n"
+            f"run_benchmark(tasks=['spatial_imputation'], splits=['random20'], instances=['slice0'], "
+            f"methods=[f.marked_sleeper, *{list(also)!r}], "
+            f"method_params={{'fault_marked_sleeper': {{'marker': {marker!r}}}}}, "
+            f"results_dir={str(tmp_path)!r}, progress=False)")
+    runner = subprocess.Popen([sys.executable, "-c", code], **popen)
+    deadline = time.time() + 120
+    while not _marked(marker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _marked(marker), "the cell's subprocess never started"
+    return runner, marker
+
+
 def test_a_cell_dies_with_its_runner_even_by_sigkill(tmp_path):
     """SIGKILL the runner while a cell runs: the cell, its subprocess and the fork server are gone
     within seconds (the fork server exits when no process holds the runner's liveness pipe, which
     cells no longer inherit, and each cell dies with its parent)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import tempfile
-    import time
-    import uuid
-    from pathlib import Path
-
-    import psutil
-
-    marker = f"stbench-sleeper-{uuid.uuid4().hex}"
-    here = Path(__file__).resolve().parent
-    code = (f"import sys; sys.path.insert(0, {str(here)!r}); import fault_adapters as f\n"
-            "from stbench.benchmark.runner import run_benchmark\n"
-            f"run_benchmark(tasks=['spatial_imputation'], splits=['random20'], instances=['slice0'], "
-            f"methods=[f.marked_sleeper], method_params={{'fault_marked_sleeper': {{'marker': {marker!r}}}}}, "
-            f"results_dir={str(tmp_path)!r}, progress=False)")
-    runner = subprocess.Popen([sys.executable, "-c", code])
-
-    def marked():
-        return [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
-
-    deadline = time.time() + 120
-    while not marked() and time.time() < deadline:
-        time.sleep(0.2)
-    assert marked(), "the cell's subprocess never started"
+    runner, marker = _runner_with_a_sleeping_cell(tmp_path)
     family = psutil.Process(runner.pid).children(recursive=True)
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait()
     time.sleep(5)
-    alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] + [p.pid for p in marked()]
+    alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    alive += [p.pid for p in _marked(marker)]
     assert alive == [], f"still running 5 s after the runner's SIGKILL: {alive}"
     # what it left in /dev/shm and the temporary folder goes at the next run's start
-    from stbench.benchmark import isolation
-
     roots = {Path(isolation.exchange_root()), Path(tempfile.gettempdir())}
     left = [p for r in roots for p in r.glob(f"stbench-*-{runner.pid}-*")]
     assert left, "the killed runner left no problem folder: nothing to sweep (the test would be vacuous)"
@@ -145,17 +149,27 @@ def test_a_cell_dies_with_its_runner_even_by_sigkill(tmp_path):
     assert [p for r in roots for p in r.glob(f"stbench-*-{runner.pid}-*")] == []
 
 
+def test_cells_stopped_by_an_interrupt_are_not_recorded_as_failures(tmp_path):
+    """Ctrl-C while a cell runs: the cell is killed, left unrecorded (it did not fail: the next run
+    runs it), the queued cells are dropped at once, and the invocation ends KILLED."""
+    runner, _ = _runner_with_a_sleeping_cell(tmp_path, ["global_mean"], stderr=subprocess.PIPE, text=True)
+    runner.send_signal(signal.SIGINT)
+    runner.communicate(timeout=120)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("stbench")
+    cells = client.search_runs([exp.experiment_id], "tags.record = 'cell'")
+    assert all(r.data.params["method"] != "fault_marked_sleeper" for r in cells), \
+        [(r.data.params["method"], r.data.tags.get("status")) for r in cells]
+    assert all(r.data.tags["status"] == "ok" for r in cells)
+    invocation = client.search_runs([exp.experiment_id], "tags.record = 'invocation'")[0]
+    assert invocation.info.status == "KILLED"
+
+
 def test_memory_is_the_cells_proportional_set_a_benign_pool_is_not_oom(tmp_path):
     """Four forked workers of 50 MB each share the parent's pages: their RSS sum passes 1.5 GB
     (each counts the parent's few hundred MB again), their proportional set does not; the
     ceiling applies to the latter. A real over-allocation spread over detached workers is oom
     (the hostile suite's memory fan-out)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import fault_adapters as faults
-
     report = run_benchmark(tasks=["spatial_imputation"], splits=["random20"], instances=["slice0"],
                            methods=[faults.benign_pool], results_dir=tmp_path, progress=False, memory="1.2G")
     row = report.results.iloc[0]
@@ -164,49 +178,15 @@ def test_memory_is_the_cells_proportional_set_a_benign_pool_is_not_oom(tmp_path)
     assert 5 * row["rss_start_mb"] > 1.2 * 1024  # what an RSS sum over parent and workers would have counted
 
 
-def _start_server(tmp_path, port):
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    server = subprocess.Popen([str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                               "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read().strip() == b"OK":
-                return server
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                raise AssertionError("mlflow server did not start")
-            time.sleep(0.5)
-
-
 def test_a_tracking_server_outage_stops_the_run_cleanly_and_resume_is_exactly_once(tmp_path):
     """The server dies mid-run: the runner says it is waiting, gives up after its patience with one
     clear error (not a 13-minute silence); after a restart the next run records every cell once."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    from mlflow.tracking import MlflowClient
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "STBENCH_TRACKING_PATIENCE": "6"}
     cmd = [sys.executable, "-m", "stbench.cli", "run", "--tasks", "domain_identification", "--methods", "pca_kmeans",
            "--results", str(tmp_path / "r"), "--quiet"]
-    server = _start_server(tmp_path, port)
+    server = start_server(tmp_path, port)
     try:
         run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         client = MlflowClient(uri)
@@ -223,7 +203,7 @@ def test_a_tracking_server_outage_stops_the_run_cleanly_and_resume_is_exactly_on
         assert run.returncode == 2, err[-2000:]
         assert "waiting for the tracking server" in err and "did not answer" in err and "Traceback" not in err
         assert time.time() - t0 < 120
-        server = _start_server(tmp_path, port)
+        server = start_server(tmp_path, port)
         again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stderr[-2000:]
         client = MlflowClient(uri)
@@ -235,40 +215,3 @@ def test_a_tracking_server_outage_stops_the_run_cleanly_and_resume_is_exactly_on
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
-
-
-def test_cells_stopped_by_an_interrupt_are_not_recorded_as_failures(tmp_path):
-    """Ctrl-C while a cell runs: the cell is killed, left unrecorded (it did not fail: the next run
-    runs it), the queued cells are dropped at once, and the invocation ends KILLED."""
-    import signal
-    import subprocess
-    import sys
-    import time
-    import uuid
-    from pathlib import Path
-
-    import psutil
-    from mlflow.tracking import MlflowClient
-
-    marker = f"stbench-sleeper-{uuid.uuid4().hex}"
-    here = Path(__file__).resolve().parent
-    code = (f"import sys; sys.path.insert(0, {str(here)!r}); import fault_adapters as f\n"
-            "from stbench.benchmark.runner import run_benchmark\n"
-            f"run_benchmark(tasks=['spatial_imputation'], splits=['random20'], "
-            f"methods=[f.marked_sleeper, 'global_mean'], method_params={{'fault_marked_sleeper': {{'marker': {marker!r}}}}}, "
-            f"results_dir={str(tmp_path)!r}, progress=False)")
-    runner = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(marker in (p.info["cmdline"] or [])
-                                             for p in psutil.process_iter(["cmdline"])):
-        time.sleep(0.2)
-    runner.send_signal(signal.SIGINT)
-    runner.communicate(timeout=120)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("stbench")
-    cells = client.search_runs([exp.experiment_id], "tags.record = 'cell'")
-    assert all(r.data.params["method"] != "fault_marked_sleeper" for r in cells), \
-        [(r.data.params["method"], r.data.tags.get("status")) for r in cells]
-    assert all(r.data.tags["status"] == "ok" for r in cells)
-    invocation = client.search_runs([exp.experiment_id], "tags.record = 'invocation'")[0]
-    assert invocation.info.status == "KILLED"
