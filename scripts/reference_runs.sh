@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# The reference board's runs, cheapest first (issue 20). Run from a clean checkout; each line is
+# The reference board's runs (issue 20): the seed methods' comparisons with their papers first,
+# then the rest of the grid cheapest first. Run from a clean checkout; each line is
 # one `stbench run` into one results folder, resumable (recorded cells are not re-run), so this
 # script can be stopped and started again at any point. Merge what finished with
 #     stbench board add RESULTS && python scripts/board_headlines.py
 # and see what remains with `stbench board status`.
 #
-#     STBENCH_DATA=../shared/data scripts/reference_runs.sh RESULTS [STBENCH]
+#     STBENCH_DATA=../shared/data [JOBS=2] scripts/reference_runs.sh RESULTS [STBENCH]
 set -uo pipefail
 RESULTS="${1:?usage: reference_runs.sh RESULTS [STBENCH]}"
 STBENCH="${2:-stbench}"
 REAL="dlpfc starmap_mpfc merfish_hypothalamus dlpfc_7k her2st"
-run() { echo "=== $(date -u +%FT%TZ) stbench run $*"; $STBENCH run "$@" --results "$RESULTS" --quiet --jobs 1; }
+run() { echo "=== $(date -u +%FT%TZ) stbench run $*"; $STBENCH run "$@" --results "$RESULTS" --quiet --jobs "${JOBS:-1}"; }
+
+# 0. the papers' comparisons: Spotscape and its peers on DLPFC 151673 (Spotscape's .48 ARI over
+#    10 seeds), S2S-ST against the interpolation baselines on HER2ST, SUICA against the other INRs
+#    on MERFISH (imputation and denoising). Later lines skip these cells, as they are recorded.
+run --tasks domain_identification --datasets dlpfc --instances 151673 --methods spotscape --seeds 0 1 2 3 4 5 6 7 8 9
+run --tasks domain_identification --datasets dlpfc --instances 151673 --methods graphst spaceflow stagate --seeds 0 1 2
+run --tasks spatial_imputation --datasets her2st --methods s2s_st --seeds 0 1 2
+for task in spatial_imputation denoising; do run --tasks "$task" --datasets merfish_hypothalamus --methods ffn siren stage suica --seeds 0 1 2; done
 
 # 1. controls and baselines: every real dataset, seeds 0-2; then DLPFC 151673's extra seeds
 for ds in $REAL; do run --datasets "$ds" --seeds 0 1 2; done
