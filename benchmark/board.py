@@ -103,29 +103,32 @@ def status(board: pd.DataFrame, grid: pd.DataFrame) -> dict:
                 .reindex(columns=["done", "failed", "missing"], fill_value=0))
     stale = board[~board["cell_key"].isin(set(grid["cell_key"]))] if len(board) else board
     spent = float(board["wall_time_s"].fillna(0).sum()) if len(board) else 0.0
+    g["estimate_s"] = cell_estimates(board, g)
+    coverage["estimate_h"] = g.groupby(["task", "dataset", "method"])["estimate_s"].sum() / 3600
     return {"cells": g, "coverage": coverage, "stale": stale, "spent_s": spent,
-            "estimate_s": estimate_remaining(board, g)}
+            "estimate_s": float(g["estimate_s"].sum())}
 
 
 DEFAULT_CELL_S = {"control": 5.0, "baseline": 60.0, "peer": 300.0, "seed": 300.0}  # until the board has its own
 
 
-def estimate_remaining(board: pd.DataFrame, cells: pd.DataFrame) -> float:
-    """Seconds the missing cells would take on this machine: each (task, dataset, method)'s mean
-    wall time on the board, else the (task, method)'s, else a default by kind."""
-    todo = cells[(cells["state"] == "missing") & (cells["skip"] == "")]
-    if todo.empty:
-        return 0.0
+def cell_estimates(board: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
+    """Seconds each missing (not declared-skipped) cell would take on this machine: its (task,
+    dataset, method)'s mean wall time on the board, else its (task, method)'s, else a default by
+    kind; 0 for the other cells. The board's own cells make it better as they land."""
+    todo = (cells["state"] == "missing") & (cells["skip"] == "")
+    est = pd.Series(0.0, index=cells.index)
+    if not todo.any():
+        return est
     ran = board[board["status"].isin(("ok",) + FAILED)] if len(board) else board
     fine = ran.groupby(["task", "dataset", "method"])["wall_time_s"].mean() if len(ran) else pd.Series(dtype=float)
     coarse = ran.groupby(["task", "method"])["wall_time_s"].mean() if len(ran) else pd.Series(dtype=float)
-    total = 0.0
-    for r in todo.itertuples():
+    for i, r in cells[todo].iterrows():
         v = fine.get((r.task, r.dataset, r.method), np.nan)
         if not np.isfinite(v):
             v = coarse.get((r.task, r.method), np.nan)
-        total += v if np.isfinite(v) else DEFAULT_CELL_S.get(r.method_kind, 600.0)
-    return total
+        est[i] = v if np.isfinite(v) else DEFAULT_CELL_S.get(r.method_kind, 600.0)
+    return est
 
 
 def stale_reasons(stale: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
@@ -162,13 +165,13 @@ def stale_reasons(stale: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
 def format_status(st: dict, grid: pd.DataFrame) -> str:
     cov = st["coverage"]
     lines = []
-    totals = cov.sum()
+    totals = cov[["done", "failed", "missing"]].sum()
     n = int(totals.sum())
     lines.append(f"reference board: {int(totals['done'])} of {n} cells done, {int(totals['failed'])} failed, "
                  f"{int(totals['missing'])} missing; {len(st['stale'])} stale")
     lines.append(f"CPU time so far (cell wall time, one thread per cell): {st['spent_s'] / 3600:.1f} h; "
                  f"estimate for the missing cells: {st['estimate_s'] / 3600:.1f} h")
-    per_task = cov.groupby(level=["task", "dataset"]).sum()
+    per_task = cov[["done", "failed", "missing"]].groupby(level=["task", "dataset"]).sum()
     per_task["methods complete"] = cov.assign(c=(cov["missing"] == 0) & (cov["failed"] == 0) & (cov["done"] > 0)) \
         .groupby(level=["task", "dataset"])["c"].sum()
     per_task["methods"] = cov.groupby(level=["task", "dataset"]).size()
@@ -176,8 +179,10 @@ def format_status(st: dict, grid: pd.DataFrame) -> str:
     lines.append(per_task.to_string())
     incomplete = cov[(cov["missing"] > 0) | (cov["failed"] > 0)]
     if len(incomplete):
-        lines.append("\nnot complete (task, dataset, method):")
-        lines.append(incomplete.to_string())
+        # the plan: what remains, cheapest first, with each line's estimate in hours
+        lines.append("\nnot complete (task, dataset, method), cheapest first; estimate_h from the board's own "
+                     "cell times where it has them:")
+        lines.append(incomplete.sort_values("estimate_h").to_string(float_format=lambda v: f"{v:.2f}"))
     if len(st["stale"]):
         reasons = stale_reasons(st["stale"], grid)
         lines.append("\nstale cells (re-run them; never edit the table):")

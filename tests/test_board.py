@@ -141,3 +141,16 @@ def test_papers_script_averages_problems_per_seed_then_seeds_and_computes_the_s2
     text = "\n".join(papers.s2s_part(table))
     assert "s2s_st MAE +10.0 % below the best baseline (knn_interpolation)" in text
     assert "| d | s2s_st | 0.2700 ± 0.0000 | 0.100 ± 0.000 | 2 | 3 of 4 |" in text
+
+
+def test_the_estimate_uses_the_board_s_own_cell_times_then_the_task_s_then_a_default_by_kind():
+    ran = pd.DataFrame(dict(task=["t", "t", "t"], dataset=["a", "a", "b"], method=["m", "m", "m"],
+                            status=["ok", "timeout", "ok"], wall_time_s=[10.0, 30.0, 100.0]))
+    cells = pd.DataFrame(dict(task=["t", "t", "t", "t", "t"], dataset=["a", "c", "a", "a", "a"],
+                              method=["m", "m", "p", "m", "m"], method_kind=["seed", "seed", "peer", "seed", "seed"],
+                              state=["missing", "missing", "missing", "missing", "done"],
+                              skip=["", "", "", "declared skip", ""]))
+    est = board.cell_estimates(ran, cells)
+    # (t, a, m): mean of 10 and 30; (t, c, m): no cell there, so (t, m)'s mean of all three = 46.67;
+    # p has none: the peer default; a declared skip and a done cell cost nothing
+    assert est.tolist() == pytest.approx([20.0, 140 / 3, board.DEFAULT_CELL_S["peer"], 0.0, 0.0])
