@@ -15,11 +15,20 @@ run() { echo "=== $(date -u +%FT%TZ) stbench run $*"; $STBENCH run "$@" --result
 
 # 0. the papers' comparisons: Spotscape and its peers on DLPFC 151673 (Spotscape's .48 ARI over
 #    10 seeds), S2S-ST against the interpolation baselines on HER2ST, SUICA against the other INRs
-#    on MERFISH (imputation and denoising). Later lines skip these cells, as they are recorded.
+#    on MERFISH (imputation and denoising); then the comparisons that complete a task on a whole
+#    dataset soonest (STARmap's domains and imputation, S2S-ST on DLPFC, DLPFC's other slices).
+#    Later lines skip these cells, as they are recorded.
+DOMAIN_PEERS="stagate graphst spaceflow spotscape"
+INRS="ffn siren stage suica"
 run --tasks domain_identification --datasets dlpfc --instances 151673 --methods spotscape --seeds 0 1 2 3 4 5 6 7 8 9
 run --tasks domain_identification --datasets dlpfc --instances 151673 --methods graphst spaceflow stagate --seeds 0 1 2
 run --tasks spatial_imputation --datasets her2st --methods s2s_st --seeds 0 1 2
-for task in spatial_imputation denoising; do run --tasks "$task" --datasets merfish_hypothalamus --methods ffn siren stage suica --seeds 0 1 2; done
+for task in spatial_imputation denoising; do run --tasks "$task" --datasets merfish_hypothalamus --methods $INRS --seeds 0 1 2; done
+run --tasks domain_identification --datasets starmap_mpfc --methods $DOMAIN_PEERS --seeds 0 1 2
+run --tasks spatial_imputation --datasets starmap_mpfc --methods $INRS s2s_st --seeds 0 1 2
+run --tasks spatial_imputation --datasets dlpfc --methods s2s_st --seeds 0 1 2
+run --tasks domain_identification --datasets dlpfc --methods $DOMAIN_PEERS --seeds 0 1 2
+run --tasks spatial_imputation --datasets merfish_hypothalamus --methods s2s_st --seeds 0 1 2
 
 # 1. controls and baselines: every real dataset, seeds 0-2; then DLPFC 151673's extra seeds
 for ds in $REAL; do run --datasets "$ds" --seeds 0 1 2; done
