@@ -47,6 +47,8 @@ from stbench.errors import ContractError, MethodNotApplicable
 from stbench.benchmark.isolation import SCRUBBED_PREFIXES, TRACEBACK_LINES
 from stbench.sandbox import device_paths, enter_namespaces, readable_paths, restrict_writes
 
+RUNNER_HANGUP_WAIT_S = 10.0  # after "done": how long a cell waits for the runner to read its CPU and memory
+
 
 try:  # joblib probes the physical cores with lscpu, which a sandboxed cell may not run: probe once
     # here, in the fork server, so every cell inherits the cached answer (and no warning per KMeans)
@@ -209,3 +211,10 @@ def main(job: dict, conn) -> None:
         except (OSError, ValueError):
             pass
     _say(conn, done=True, **done)
+    # Stay until the runner hangs up: it reads this cell's CPU time and memory from /proc when
+    # "done" arrives, and a cell already gone (reaped by the fork server) leaves nothing to read.
+    # Bounded, so a runner that died cannot keep the cell waiting.
+    try:
+        conn.poll(RUNNER_HANGUP_WAIT_S)
+    except (OSError, EOFError):
+        pass

@@ -468,7 +468,8 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                 elif msg.get("done") is True and ready_at is not None:
                     done_at, said = now, msg
                     procs = _cell_processes(watcher, in_pidns)
-                    cpu_s = _cpu_seconds(procs) if procs else float("nan")
+                    # what it used until now; the last figure seen while polling if it cannot be read
+                    cpu_s = max(_cpu_seconds(procs), cpu_s) if procs else cpu_s
                     peak_rss = max([peak_rss] + [_peak_rss_of(p) for p in procs[:1]])
                     peak_pss = max(peak_pss, sum(_pss(p) for p in procs))
                     break
@@ -484,6 +485,8 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                 polls += 1
                 if polls % 10 == 1 or not procs:
                     procs = _cell_processes(watcher, in_pidns or (ready_at is None))
+                    if procs:
+                        cpu_s = _cpu_seconds(procs)
                 first = _rss(procs[0]) if procs else 0
                 peak_rss = max(peak_rss, first)
                 # The ceiling applies to the proportional set (PSS) of all the cell's processes
@@ -498,6 +501,8 @@ def execute(job: Job, inputs: bytes | None = None) -> ChildResult:
                 if not killed and age > job.timeout_s:
                     killed = ("timeout", f"killed: still running after {job.timeout_s:g} s (--timeout)")
             if killed:
+                if procs:  # what it had used when it was stopped (its processes as last listed)
+                    cpu_s = _cpu_seconds(procs)
                 _kill_group(proc.pid)
                 proc.join()
                 break
