@@ -220,11 +220,15 @@ def task_page(board: Board, shown: list[str], results_dir: Path) -> None:
 
 def _score_bars(points: pd.DataFrame) -> alt.Chart:
     pts = points.assign(lo=points["mean"] - points["sd"], hi=points["mean"] + points["sd"])
-    base = alt.Chart(pts).encode(y=alt.Y("method:N", sort=alt.EncodingSortField("mean", order="descending"),
-                                         title=None, axis=alt.Axis(labelLimit=320)))
+    # ranked methods first, then the incomplete ones (faded, "n of m" in their label): a method
+    # that ran on fewer cells is never drawn as if it outranked the complete ones
+    pts["order"] = pts["mean"].where(pts["complete"], pts["mean"] - 10)
+    base = alt.Chart(pts).encode(y=alt.Y("label:N", sort=alt.EncodingSortField("order", order="descending"),
+                                         title=None, axis=alt.Axis(labelLimit=420)))
     bars = base.mark_bar().encode(x=alt.X("mean:Q", title="task score (scaled)"), color="kind:N",
+                                  opacity=alt.condition("datum.complete", alt.value(1.0), alt.value(0.3)),
                                   tooltip=["method", alt.Tooltip("mean:Q", format=".3f"),
-                                           alt.Tooltip("sd:Q", format=".3f"), "n_seeds"])
+                                           alt.Tooltip("sd:Q", format=".3f"), "n_seeds", "complete"])
     return bars + base.mark_rule(color="black").encode(x="lo:Q", x2="hi:Q")
 
 
@@ -233,7 +237,8 @@ def _pareto_chart(points: pd.DataFrame, cost: str, title: str, front: str) -> al
     dots = alt.Chart(pts).mark_circle(size=90).encode(
         x=alt.X(f"{cost}:Q", title=title, scale=alt.Scale(type="log")),
         y=alt.Y("mean:Q", title="task score (scaled)"), color="kind:N",
-        tooltip=["method", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip(f"{cost}:Q", format=".3g"), "device"])
+        opacity=alt.condition("datum.complete", alt.value(1.0), alt.value(0.3)),  # incomplete: faded, off the front
+        tooltip=["label", alt.Tooltip("mean:Q", format=".3f"), alt.Tooltip(f"{cost}:Q", format=".3g"), "device"])
     line = alt.Chart(pts[pts[front]].sort_values(cost)).mark_line(color="gray", strokeDash=[4, 3]).encode(
         x=f"{cost}:Q", y="mean:Q")
     # Label only the front: labels on every point overlap as soon as methods cluster.

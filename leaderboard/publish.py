@@ -209,9 +209,10 @@ def _html_table(df: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- charts (inline SVG)
 
 def score_bars_svg(points: pd.DataFrame, width: int = 560) -> str:
-    """Horizontal bars of each method's task score with an sd whisker, best first."""
-    pts = points.sort_values("mean", ascending=False)
-    label_w, row_h, top = 230, 22, 24
+    """Horizontal bars of each method's task score with an sd whisker, best first; the
+    incomplete methods after the ranked ones, faded, their coverage in the label."""
+    pts = points.assign(_rank=~points["complete"]).sort_values(["_rank", "mean"], ascending=[True, False])
+    label_w, row_h, top = 300, 22, 24
     lo = min(0.0, float((pts["mean"] - pts["sd"]).min()))
     hi = max(1.0, float((pts["mean"] + pts["sd"]).max()))
     plot_w = width - label_w - 20
@@ -225,9 +226,10 @@ def score_bars_svg(points: pd.DataFrame, width: int = 560) -> str:
         y = top + i * row_h
         colour = KIND_COLOURS.get(getattr(r, "kind", ""), "#4c78a8")
         x0, x1 = sorted((x(0.0), x(r.mean)))
-        out.append(f"<text x='{label_w - 6}' y='{y + 14}' text-anchor='end'>{html.escape(_short(r.method))}</text>")
+        fade = "" if r.complete else " fill-opacity='0.3'"
+        out.append(f"<text x='{label_w - 6}' y='{y + 14}' text-anchor='end'>{html.escape(_short(r.label, 48))}</text>")
         out.append(f"<rect x='{x0:.1f}' y='{y + 3}' width='{max(x1 - x0, 1):.1f}' height='{row_h - 7}' "
-                   f"fill='{colour}'><title>{html.escape(r.method)}: {r.mean:.3f} ± {r.sd:.3f}</title></rect>")
+                   f"fill='{colour}'{fade}><title>{html.escape(r.label)}: {r.mean:.3f} ± {r.sd:.3f}</title></rect>")
         if r.sd > 0:
             out.append(f"<line x1='{x(r.mean - r.sd):.1f}' x2='{x(r.mean + r.sd):.1f}' y1='{y + row_h / 2:.1f}' "
                        f"y2='{y + row_h / 2:.1f}' stroke='#1d2433' stroke-width='1.5'/>")
@@ -264,8 +266,9 @@ def cost_scatter_svg(points: pd.DataFrame, width: int = 520, height: int = 340) 
             f"{sx(t):.1f},{sy(m):.1f}" for t, m in zip(front["time_method_s"], front["mean"])) + "'/>")
     for r in pts.itertuples():
         colour = KIND_COLOURS.get(getattr(r, "kind", ""), "#4c78a8")
-        out.append(f"<circle cx='{sx(r.time_method_s):.1f}' cy='{sy(r.mean):.1f}' r='5' fill='{colour}'>"
-                   f"<title>{html.escape(r.method)}: {r.mean:.3f}, {r.time_method_s:.3g} s</title></circle>")
+        fade = "" if r.complete else " fill-opacity='0.3'"  # incomplete: never on the front
+        out.append(f"<circle cx='{sx(r.time_method_s):.1f}' cy='{sy(r.mean):.1f}' r='5' fill='{colour}'{fade}>"
+                   f"<title>{html.escape(r.label)}: {r.mean:.3f}, {r.time_method_s:.3g} s</title></circle>")
     for r in front.itertuples():
         out.append(f"<text x='{sx(r.time_method_s) + 7:.1f}' y='{sy(r.mean) - 6:.1f}'>{html.escape(_short(r.method))}"
                    "</text>")

@@ -305,13 +305,18 @@ class Board:
         out = bars.join(cost[["time_method_s", "peak_rss_mb", "rss_above_start_mb", "device"]], how="inner")
         out = out.join(self.methods[["kind"]]).reset_index()
         out = out[out["kind"] != "control"].dropna(subset=["mean", "time_method_s"])
-        out["pareto (time)"] = aggregate.pareto_front(out, "time_method_s", "mean")
-        out["pareto (memory)"] = aggregate.pareto_front(out, "peak_rss_mb", "mean")
-        above = out["rss_above_start_mb"].notna()
-        out["pareto (memory above start)"] = False
-        if above.any():
-            out.loc[above, "pareto (memory above start)"] = aggregate.pareto_front(out[above], "rss_above_start_mb",
-                                                                                  "mean")
+        # The coverage rule holds in the charts too: a method with fewer cells is drawn (marked
+        # incomplete, "n of m") but is never on a Pareto front, which would push a complete one off it.
+        cov = self.task_ranking[self.task_ranking["task"] == task].set_index("method")
+        out["complete"] = out["method"].map(cov["complete"]).fillna(False).astype(bool)
+        out["label"] = [m if ok else f"{m} (incomplete: {cov.loc[m, 'cells']} of {cov.loc[m, 'of']} cells)"
+                        if m in cov.index else f"{m} (incomplete)" for m, ok in zip(out["method"], out["complete"])]
+        for front, cost in (("pareto (time)", "time_method_s"), ("pareto (memory)", "peak_rss_mb"),
+                            ("pareto (memory above start)", "rss_above_start_mb")):
+            eligible = out["complete"] & out[cost].notna()
+            out[front] = False
+            if eligible.any():
+                out.loc[eligible, front] = aggregate.pareto_front(out[eligible], cost, "mean")
         return out.reset_index(drop=True)
 
 

@@ -126,6 +126,14 @@ def test_a_method_run_on_part_of_the_grid_is_shown_incomplete_below_the_ranked_o
     assert np.isnan(ov.loc["leiden_k", "domain_identification rank"])
     page = write_document(board, tmp_path / "b.html", "html").read_text()
     assert "<tr class='incomplete'><td class='text'>leiden_k</td>" in page
+    # the charts keep the rule: leiden_k is drawn faded and labelled, and is on no Pareto front
+    # (its better partial score would otherwise push a complete method off it)
+    pts = board.cost_vs_score("domain_identification").set_index("method")
+    assert not pts.loc["leiden_k", "complete"] and pts.loc["pca_kmeans", "complete"]
+    assert pts.loc["leiden_k", "label"] == "leiden_k (incomplete: 3 of 6 cells)"
+    assert not pts.loc["leiden_k", ["pareto (time)", "pareto (memory)"]].any()
+    assert pts.loc["pca_kmeans", "pareto (time)"]  # alone among the complete ones here
+    assert "leiden_k (incomplete: 3 of 6 cells)</text><rect" in page and "fill-opacity='0.3'" in page
 
 
 def test_real_data_is_the_default_view_and_the_synthetic_tissue_its_own(leaderboard_results, tmp_path):
