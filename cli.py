@@ -40,6 +40,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--per-cell", action="store_true", help="end with the table of every cell (default: one "
                      "line per task and method)")
     run.add_argument("--force", action="store_true", help="re-run cells already recorded as ok")
+    run.add_argument("--skip-published", action="store_true", help="skip cells already done on the reference "
+                     "board (to resume the board's runs in a new results folder)")
     run.add_argument("--timeout", type=float, help="seconds a cell may run before it is killed (default by "
                      "method kind: control 15 min, baseline 1 h, seed/peer 6 h)")
     run.add_argument("--memory", help="memory ceiling per cell, e.g. 8G (default: 80%% of RAM / --jobs)")
@@ -151,9 +153,13 @@ def cmd_run(args) -> int:
                            seeds=args.seeds, splits=args.splits, data_dir=args.data_dir, user_datasets=user,
                            results_dir=args.results, executor=args.executor, jobs=args.jobs,
                            timeout=args.timeout, memory=args.memory, force=args.force, address=args.address,
+                           skip_published=args.skip_published,
                            progress=not args.quiet, method_params=method_params, instances=args.instances,
                            command=" ".join(["stbench", *map(shlex.quote, args.argv)]))
     total = time.perf_counter() - start
+    if report.results.empty and report.published:
+        print(f"nothing to run: all {report.published} selected cells are done on the reference board")
+        return 0
     if report.results.empty:
         print("no cell to run: no selected task declares the selected datasets", file=sys.stderr)
         return 1
@@ -161,7 +167,8 @@ def cmd_run(args) -> int:
     t = report.timings
     counts = report.results["status"].value_counts().to_dict()
     print(f"\n{len(report.results)} cells {counts}: {report.executed} executed, {report.cached} already recorded "
-          f"(cached), in {total:.1f} s")
+          f"(cached)" + (f", {report.published} skipped as done on the reference board" if report.published
+                         else "") + f", in {total:.1f} s")
     if report.executed == 0:
         print("nothing executed: every cell is already recorded in the results folder (--force re-runs them)")
     else:

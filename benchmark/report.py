@@ -21,6 +21,7 @@ class RunReport:
     results: pd.DataFrame  # one row per planned cell, as recorded (executed now or before)
     executed: int = 0
     cached: int = 0
+    published: int = 0  # done on the reference board (``skip_published``): not run, not in ``results``
     path: Path | None = None
     invocation: str = ""
     timings: dict = field(default_factory=lambda: {"startup": 0.0, "data": 0.0, "split": 0.0, "method": 0.0,

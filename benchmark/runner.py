@@ -49,7 +49,7 @@ from stbench.benchmark.planning import (DEFAULT_TIMEOUT_S, Cell, MethodInfo, cel
 from stbench.benchmark.report import Progress, RunReport
 from stbench.errors import ContractError, StbenchError
 from stbench.benchmark.provenance import git_commit, library_versions
-from stbench.benchmark.store import DONE, FAILED, ResultStore, TrackingUnavailable
+from stbench.benchmark.store import DONE, FAILED, REFERENCE_DIR, ResultStore, TrackingUnavailable
 from stbench.datasets.loading import Dataset, load_dataset
 from stbench.datasets.registry import DATASETS, get_dataset_spec
 from stbench.manifest import check_params, variant_name
@@ -270,6 +270,8 @@ class RunConfig:
     timeout: float | None = None
     memory: str | int | None = None
     force: bool = False
+    skip_published: bool = False  # skip cells done on the reference board (resuming the board's runs)
+    reference_dir: str | Path | None = None  # that board (None: the committed one)
     address: str | None = None
     progress: bool = True
     command: str = ""  # the command line that asked for this run, recorded with the invocation
@@ -335,9 +337,13 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
                 split_sha[pk] = (ds.sha256, hash_arrays(*arrays.values()))
             keys[cell] = cell_key(cell, *split_sha[pk], by_name[cell.method], params[cell.method])
         recorded = {} if force else store.statuses()
+        published = published_keys(cfg.reference_dir) if cfg.skip_published else set()
         groups: OrderedDict[tuple, list[Cell]] = OrderedDict()
         for cell in cells:
-            if recorded.get(keys[cell], set()) & set(DONE):
+            if keys[cell] in published:
+                report.published += 1
+                bar.done("cached")
+            elif recorded.get(keys[cell], set()) & set(DONE):
                 report.cached += 1
                 bar.done("cached")
             else:
@@ -379,6 +385,15 @@ def run_benchmark(config: RunConfig | None = None, /, **fields) -> RunReport:
                                               "cached": report.cached, "failed": n_failed,
                                               "wall_time_s": time.perf_counter() - start_all}, status)
     return report
+
+
+def published_keys(reference_dir: str | Path | None = None) -> set[str]:
+    """The cell keys done on the reference board: a board's runs resume from it, whatever
+    results folder they write to (a folder does not outlive a session; the board does)."""
+    from stbench.benchmark.board import read_board
+
+    board = read_board(Path(reference_dir or REFERENCE_DIR))
+    return set(board.loc[board["status"].isin(DONE), "cell_key"]) if len(board) else set()
 
 
 def catalog_entries(methods: list[MethodInfo], specs: dict, tasks: list[str]) -> tuple[dict, dict, dict]:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The reference board's runs (issue 20): the seed methods' comparisons with their papers first,
 # then the rest of the grid cheapest first. Run from a clean checkout; each line is
-# one `stbench run` into one results folder, resumable (recorded cells are not re-run), so this
-# script can be stopped and started again at any point. Merge what finished with
+# one `stbench run` into one results folder, resumable: cells recorded in the folder or done on
+# the committed board (--skip-published) are not re-run, so this script can be stopped and
+# started again at any point, in a new session with a new folder. Merge what finished with
 #     stbench board add RESULTS && python scripts/board_headlines.py
 # and see what remains with `stbench board status`.
 #
@@ -11,7 +12,7 @@ set -uo pipefail
 RESULTS="${1:?usage: reference_runs.sh RESULTS [STBENCH]}"
 STBENCH="${2:-stbench}"
 REAL="dlpfc starmap_mpfc merfish_hypothalamus dlpfc_7k her2st"
-run() { echo "=== $(date -u +%FT%TZ) stbench run $*"; $STBENCH run "$@" --results "$RESULTS" --quiet --jobs "${JOBS:-1}"; }
+run() { echo "=== $(date -u +%FT%TZ) stbench run $*"; $STBENCH run "$@" --results "$RESULTS" --skip-published --quiet --jobs "${JOBS:-1}"; }
 
 # 0. the papers' comparisons: Spotscape and its peers on DLPFC 151673 (Spotscape's .48 ARI over
 #    10 seeds), S2S-ST against the interpolation baselines on HER2ST, SUICA against the other INRs

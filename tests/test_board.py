@@ -160,3 +160,22 @@ def test_the_estimate_uses_the_board_s_own_cell_times_then_the_task_s_then_a_def
     # (t, a, m): mean of 10 and 30; (t, c, m): no cell there, so (t, m)'s mean of all three = 46.67;
     # p has none: the peer default; a declared skip and a done cell cost nothing
     assert est.tolist() == pytest.approx([20.0, 140 / 3, board.DEFAULT_CELL_S["peer"], 0.0, 0.0])
+
+
+@pytest.mark.realdata
+def test_the_board_s_runs_resume_from_the_board_in_a_new_results_folder(tmp_path, data_dir):
+    """`stbench run --skip-published`: cells done on the reference board are not run again (a
+    results folder does not outlive a session, the board does); the rest are."""
+    from stbench.benchmark.runner import run_benchmark
+
+    published = board.read_board(FIXTURE)
+    mine = published[(published["method"] == "pca_kmeans") & (published["instance"] == "151673")]
+    seeds = sorted(int(s) for s in mine["seed"])
+    assert len(seeds) >= 1, "the fixture has pca_kmeans on 151673"
+    new_seed = max(seeds) + 1
+    report = run_benchmark(methods=["pca_kmeans"], tasks=["domain_identification"], datasets=["dlpfc"],
+                           instances=["151673"], seeds=[*seeds, new_seed], data_dir=str(data_dir),
+                           results_dir=tmp_path / "resumed", progress=False, skip_published=True,
+                           reference_dir=FIXTURE)
+    assert report.published == len(seeds) and report.executed == 1
+    assert report.results["seed"].astype(int).tolist() == [new_seed]  # only the cell the board lacks ran
