@@ -114,19 +114,19 @@ DEFAULT_CELL_S = {"control": 5.0, "baseline": 60.0, "peer": 300.0, "seed": 300.0
 
 def cell_estimates(board: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
     """Seconds each missing (not declared-skipped) cell would take on this machine: its (task,
-    dataset, method)'s mean wall time on the board, else its (task, method)'s, else a default by
-    kind; 0 for the other cells. The board's own cells make it better as they land."""
+    dataset, method)'s mean wall time on the board, else its (task, method)'s (the same work on
+    other data), else its (dataset, method)'s (the same method on this data in other tasks), else
+    a default by kind; 0 for the other cells. The board's own cells make it better as they land."""
     todo = (cells["state"] == "missing") & (cells["skip"] == "")
     est = pd.Series(0.0, index=cells.index)
     if not todo.any():
         return est
     ran = board[board["status"].isin(("ok",) + FAILED)] if len(board) else board
-    fine = ran.groupby(["task", "dataset", "method"])["wall_time_s"].mean() if len(ran) else pd.Series(dtype=float)
-    coarse = ran.groupby(["task", "method"])["wall_time_s"].mean() if len(ran) else pd.Series(dtype=float)
+    levels = [["task", "dataset", "method"], ["task", "method"], ["dataset", "method"]]
+    means = [ran.groupby(by)["wall_time_s"].mean() if len(ran) else pd.Series(dtype=float) for by in levels]
     for i, r in cells[todo].iterrows():
-        v = fine.get((r.task, r.dataset, r.method), np.nan)
-        if not np.isfinite(v):
-            v = coarse.get((r.task, r.method), np.nan)
+        v = next((m.get(tuple(r[by]), np.nan) for by, m in zip(levels, means)
+                  if np.isfinite(m.get(tuple(r[by]), np.nan))), np.nan)
         est[i] = v if np.isfinite(v) else DEFAULT_CELL_S.get(r.method_kind, 600.0)
     return est
 

@@ -149,17 +149,19 @@ def test_papers_script_averages_problems_per_seed_then_seeds_and_computes_the_s2
     assert "| d | s2s_st | 0.2700 ± 0.0000 | 0.100 ± 0.000 | 2 | 3 of 4 |" in text
 
 
-def test_the_estimate_uses_the_board_s_own_cell_times_then_the_task_s_then_a_default_by_kind():
-    ran = pd.DataFrame(dict(task=["t", "t", "t"], dataset=["a", "a", "b"], method=["m", "m", "m"],
-                            status=["ok", "timeout", "ok"], wall_time_s=[10.0, 30.0, 100.0]))
-    cells = pd.DataFrame(dict(task=["t", "t", "t", "t", "t"], dataset=["a", "c", "a", "a", "a"],
-                              method=["m", "m", "p", "m", "m"], method_kind=["seed", "seed", "peer", "seed", "seed"],
-                              state=["missing", "missing", "missing", "missing", "done"],
-                              skip=["", "", "", "declared skip", ""]))
+def test_the_estimate_uses_the_board_s_own_cell_times_then_the_task_s_then_the_dataset_s_then_a_default():
+    ran = pd.DataFrame(dict(task=["t", "t", "t", "u"], dataset=["a", "a", "b", "b"], method=["m", "m", "m", "m"],
+                            status=["ok", "timeout", "ok", "ok"], wall_time_s=[10.0, 30.0, 100.0, 7.0]))
+    cells = pd.DataFrame(dict(task=["t", "t", "t", "t", "t", "v"], dataset=["a", "c", "a", "a", "a", "b"],
+                              method=["m", "m", "p", "m", "m", "m"],
+                              method_kind=["seed", "seed", "peer", "seed", "seed", "seed"],
+                              state=["missing", "missing", "missing", "missing", "done", "missing"],
+                              skip=["", "", "", "declared skip", "", ""]))
     est = board.cell_estimates(ran, cells)
-    # (t, a, m): mean of 10 and 30; (t, c, m): no cell there, so (t, m)'s mean of all three = 46.67;
-    # p has none: the peer default; a declared skip and a done cell cost nothing
-    assert est.tolist() == pytest.approx([20.0, 140 / 3, board.DEFAULT_CELL_S["peer"], 0.0, 0.0])
+    # (t, a, m): mean of 10 and 30; (t, c, m): no cell there, so (t, m)'s mean of 10, 30, 100 = 46.67;
+    # p has none: the peer default; a declared skip and a done cell cost nothing; (v, b, m): no
+    # cell of task v, so m's mean on dataset b in the other tasks, (100 + 7) / 2
+    assert est.tolist() == pytest.approx([20.0, 140 / 3, board.DEFAULT_CELL_S["peer"], 0.0, 0.0, 53.5])
 
 
 @pytest.mark.realdata
