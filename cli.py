@@ -170,7 +170,8 @@ def cmd_run(args) -> int:
           f"(cached)" + (f", {report.published} skipped as done on the reference board" if report.published
                          else "") + f", in {total:.1f} s")
     if report.executed == 0:
-        print("nothing executed: every cell is already recorded in the results folder (--force re-runs them)")
+        print("nothing executed: every cell is already recorded in the results folder" +
+              (" or done on the reference board" if report.published else "") + " (--force re-runs them)")
     else:
         print(f"time: data {t['data']:.1f} s, split {t['split']:.1f} s, method {t['method']:.1f} s, scoring "
               f"{t['scoring']:.1f} s, harness {t['harness']:.1f} s, worker start {t['startup']:.1f} s")

@@ -125,8 +125,10 @@ def cell_estimates(board: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
     levels = [["task", "dataset", "method"], ["task", "method"], ["dataset", "method"]]
     means = [ran.groupby(by)["wall_time_s"].mean() if len(ran) else pd.Series(dtype=float) for by in levels]
     for i, r in cells[todo].iterrows():
-        v = next((m.get(tuple(r[by]), np.nan) for by, m in zip(levels, means)
-                  if np.isfinite(m.get(tuple(r[by]), np.nan))), np.nan)
+        for by, mean in zip(levels, means):  # the most specific level that has a time
+            v = mean.get(tuple(r[by]), np.nan)
+            if np.isfinite(v):
+                break
         est[i] = v if np.isfinite(v) else DEFAULT_CELL_S.get(r.method_kind, 600.0)
     return est
 
