@@ -17,7 +17,8 @@ run() { echo "=== $(date -u +%FT%TZ) stbench run $*"; $STBENCH run "$@" --result
 # 0. the papers' comparisons: Spotscape and its peers on DLPFC 151673 (Spotscape's .48 ARI over
 #    10 seeds), S2S-ST against the interpolation baselines on HER2ST, SUICA against the other INRs
 #    on MERFISH (imputation and denoising); then the comparisons that complete a task on a whole
-#    dataset soonest (STARmap's domains and imputation, S2S-ST on DLPFC, DLPFC's other slices).
+#    dataset soonest (STARmap's domains and imputation, S2S-ST on DLPFC, DLPFC's other slices and
+#    the peers' seeds 3-9 on 151673, which Spotscape's 10 seeds need before DLPFC can be ranked).
 #    Later lines skip these cells, as they are recorded.
 DOMAIN_PEERS="stagate graphst spaceflow spotscape"
 INRS="ffn siren stage suica"
@@ -29,6 +30,7 @@ run --tasks domain_identification --datasets starmap_mpfc --methods $DOMAIN_PEER
 run --tasks spatial_imputation --datasets starmap_mpfc --methods $INRS s2s_st --seeds 0 1 2
 run --tasks spatial_imputation --datasets dlpfc --methods s2s_st --seeds 0 1 2
 run --tasks domain_identification --datasets dlpfc --methods $DOMAIN_PEERS --seeds 0 1 2
+run --tasks domain_identification --datasets dlpfc --instances 151673 --methods $DOMAIN_PEERS --seeds 3 4 5 6 7 8 9
 run --tasks spatial_imputation --datasets merfish_hypothalamus --methods s2s_st --seeds 0 1 2
 
 # 1. controls and baselines: every real dataset, seeds 0-2; then DLPFC 151673's extra seeds
@@ -37,9 +39,8 @@ run --tasks domain_identification --datasets dlpfc --instances 151673 --seeds 3 
 # 2. alignment and integration peers (minutes per cell)
 for ds in dlpfc merfish_hypothalamus her2st; do run --tasks alignment --datasets "$ds" --methods paste paste2 staligner --seeds 0 1 2; done
 for ds in dlpfc starmap_mpfc; do run --tasks multislice_integration --datasets "$ds" --methods graphst staligner --seeds 0 1 2; done
-# 3. domain identification peers and Spotscape (DLPFC 151673 with 10 seeds)
+# 3. domain identification peers and Spotscape
 for ds in starmap_mpfc dlpfc; do run --tasks domain_identification --datasets "$ds" --methods stagate graphst spaceflow spotscape --seeds 0 1 2; done
-run --tasks domain_identification --datasets dlpfc --instances 151673 --methods stagate graphst spaceflow spotscape --seeds 3 4 5 6 7 8 9
 for ds in dlpfc starmap_mpfc; do run --tasks multislice_integration --datasets "$ds" --methods spotscape --seeds 0 1 2; done
 for ds in dlpfc merfish_hypothalamus her2st; do run --tasks alignment --datasets "$ds" --methods spotscape --seeds 0 1 2; done
 # 4. expression peers and seeds (the INR methods, then S2S-ST)
