@@ -8,6 +8,12 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test workers on two cores: torch and BLAS in each worker would otherwise start one
+    # thread per core, and four spinning OpenMP threads on two cores run slower than one worker.
+    # Set before torch is imported; the cells that tests start set their own thread count.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 
@@ -62,3 +68,13 @@ def leaderboard_results(tmp_path_factory):
                   methods=["negative_control", "positive_control", "knn_interpolation", fault_adapters.raises],
                   progress=False)
     return results
+
+
+def pytest_itemcollected(item):
+    """The suite runs on two pytest-xdist workers (``-n 2`` in pyproject.toml): most tests wait on
+    cell processes, so one worker leaves a core idle. A session fixture is built once per worker,
+    so the tests that share the 80-second ``leaderboard_results`` folder go to one worker together
+    (``--dist loadgroup``) instead of each worker building its own. Marked as each test is
+    collected: xdist reads the marks in its own ``pytest_collection_modifyitems``."""
+    if "leaderboard_results" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.xdist_group("leaderboard_results"))

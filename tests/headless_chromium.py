@@ -82,8 +82,11 @@ class Browser:
 
     def open(self, url: str, ready: str = '[data-testid="stDataFrame"]', timeout: float = 90.0) -> None:
         """Navigate and wait until ``ready`` is on the page and Streamlit says it is no longer running."""
+        # mark the page being left: until the new document replaces it, the old one (with its own
+        # rendered table) would pass the check below
+        self.evaluate("window.__stbench_left = true")
         self.call("Page.navigate", url=url)
-        check = (f"!!document.querySelector('{ready}') && "
+        check = (f"!window.__stbench_left && !!document.querySelector('{ready}') && "
                  "!document.querySelector('[data-testid=\"stStatusWidget\"]') && "
                  "!document.querySelector('[data-testid=\"stSkeleton\"]')")
         deadline = time.monotonic() + timeout

@@ -135,6 +135,12 @@ def test_a_cell_dies_with_its_runner_even_by_sigkill(tmp_path):
     cells no longer inherit, and each cell dies with its parent)."""
     runner, marker = _runner_with_a_sleeping_cell(tmp_path)
     family = psutil.Process(runner.pid).children(recursive=True)
+    roots = {Path(isolation.exchange_root()), Path(tempfile.gettempdir())}
+    # what the runner's cell has open now is what its SIGKILL leaves behind (the test would be
+    # vacuous without it); it is counted before the kill because any other runner's start, such as
+    # a test on the other xdist worker, may sweep it from then on
+    made = [p for r in roots for p in r.glob(f"stbench-*-{runner.pid}-*")]
+    assert made, "the runner made no temporary folder with its pid: nothing to sweep"
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait()
     time.sleep(5)
@@ -142,9 +148,6 @@ def test_a_cell_dies_with_its_runner_even_by_sigkill(tmp_path):
     alive += [p.pid for p in _marked(marker)]
     assert alive == [], f"still running 5 s after the runner's SIGKILL: {alive}"
     # what it left in /dev/shm and the temporary folder goes at the next run's start
-    roots = {Path(isolation.exchange_root()), Path(tempfile.gettempdir())}
-    left = [p for r in roots for p in r.glob(f"stbench-*-{runner.pid}-*")]
-    assert left, "the killed runner left no problem folder: nothing to sweep (the test would be vacuous)"
     isolation.sweep_leftovers()
     assert [p for r in roots for p in r.glob(f"stbench-*-{runner.pid}-*")] == []
 
