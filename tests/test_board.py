@@ -151,7 +151,8 @@ def test_papers_script_averages_problems_per_seed_then_seeds_and_computes_the_s2
 
 def test_the_estimate_uses_the_board_s_own_cell_times_then_the_task_s_then_the_dataset_s_then_a_default():
     ran = pd.DataFrame(dict(task=["t", "t", "t", "u"], dataset=["a", "a", "b", "b"], method=["m", "m", "m", "m"],
-                            status=["ok", "timeout", "ok", "ok"], wall_time_s=[10.0, 30.0, 100.0, 7.0]))
+                            method_kind="seed", status=["ok", "timeout", "ok", "ok"],
+                            wall_time_s=[10.0, 30.0, 100.0, 7.0]))
     cells = pd.DataFrame(dict(task=["t", "t", "t", "t", "t", "v"], dataset=["a", "c", "a", "a", "a", "b"],
                               method=["m", "m", "p", "m", "m", "m"],
                               method_kind=["seed", "seed", "peer", "seed", "seed", "seed"],
@@ -163,6 +164,26 @@ def test_the_estimate_uses_the_board_s_own_cell_times_then_the_task_s_then_the_d
     # cell of task v, so m's mean on dataset b in the other tasks, (100 + 7) / 2
     assert est.tolist() == pytest.approx([20.0, 140 / 3, board.DEFAULT_CELL_S["peer"], 0.0, 0.0, 53.5])
 
+
+
+def test_the_estimate_scales_a_method_s_time_by_how_much_slower_the_dataset_is():
+    # m takes 10 s on a and 100 s on b (b is 10x slower); n has run on a only (20 s), so its
+    # cell on b is estimated at 200 s, not at its 20 s on a. The baseline's times (start-up, not
+    # size) do not move the factor; n's cell on c, a dataset no peer or seed ran on, falls back
+    # to n's own mean in the task.
+    ran = pd.DataFrame(dict(task="t", dataset=["a", "b", "a", "a", "b"], method=["m", "m", "n", "base", "base"],
+                            method_kind=["peer", "peer", "seed", "baseline", "baseline"], status="ok",
+                            wall_time_s=[10.0, 100.0, 20.0, 1.0, 1.0]))
+    cells = pd.DataFrame(dict(task="t", dataset=["b", "c"], method="n", method_kind="seed", state="missing",
+                              skip=""))
+    assert board.cell_estimates(ran, cells).tolist() == pytest.approx([200.0, 20.0])
+    predict = board.size_model(ran)
+    assert predict("t", "a", "m") == pytest.approx(10.0) and predict("t", "b", "n") == pytest.approx(200.0)
+    # a (task, method) linked to the dataset by no chain of cells has no prediction
+    apart = pd.concat([ran, pd.DataFrame(dict(task="u", dataset=["z"], method=["k"], method_kind=["peer"],
+                                              status=["ok"], wall_time_s=[5.0]))])
+    assert np.isnan(board.size_model(apart)("u", "b", "k"))
+    assert board.size_model(apart)("u", "z", "k") == pytest.approx(5.0)
 
 @pytest.mark.realdata
 def test_the_board_s_runs_resume_from_the_board_in_a_new_results_folder(tmp_path, data_dir):
