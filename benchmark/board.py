@@ -114,13 +114,14 @@ def status(board: pd.DataFrame, grid: pd.DataFrame) -> dict:
 DEFAULT_CELL_S = {"control": 5.0, "baseline": 60.0, "peer": 300.0, "seed": 300.0}  # until the board has its own
 
 
-def cell_estimates(board: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
+def cell_estimates(board: pd.DataFrame, cells: pd.DataFrame, scale_by_size: bool = True) -> pd.Series:
     """Seconds each missing (not declared-skipped) cell would take on this machine: its (task,
     dataset, method)'s mean wall time on the board; else the size model's prediction (the
     method's time on this task's other datasets, scaled by how much slower this dataset is, see
     ``size_model``); else its (task, method)'s mean (the same work on other data), else its
     (dataset, method)'s (the same method on this data in other tasks), else a default by kind;
-    0 for the other cells. The board's own cells make it better as they land."""
+    0 for the other cells. The board's own cells make it better as they land. ``scale_by_size=False``
+    skips the size model (``scripts/board_estimate_check.py`` measures what it adds)."""
     todo = (cells["state"] == "missing") & (cells["skip"] == "")
     est = pd.Series(0.0, index=cells.index)
     if not todo.any():
@@ -131,7 +132,7 @@ def cell_estimates(board: pd.DataFrame, cells: pd.DataFrame) -> pd.Series:
     predict = size_model(ran)
     for i, r in cells[todo].iterrows():
         v = means[0].get((r.task, r.dataset, r.method), np.nan)
-        if not np.isfinite(v):
+        if not np.isfinite(v) and scale_by_size:
             v = predict(r.task, r.dataset, r.method)
         for by, mean in zip(levels[1:], means[1:]):  # the most specific level that has a time
             if np.isfinite(v):

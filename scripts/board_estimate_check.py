@@ -21,21 +21,15 @@ from stbench.benchmark.store import ResultStore
 
 
 def leave_one_out(table: pd.DataFrame, with_size_model: bool) -> pd.DataFrame:
-    model = board.size_model
-    if not with_size_model:
-        board.size_model = lambda ran: (lambda task, dataset, method: np.nan)
-    try:
-        rows = []
-        long = table[table["method_kind"].isin(("peer", "seed")) & (table["status"] == "ok")]
-        for (task, dataset, method), cells in long.groupby(["task", "dataset", "method"]):
-            rest = table.drop(cells.index)
-            todo = cells.assign(state="missing", skip="")
-            estimate = float(board.cell_estimates(rest, todo).sum())
-            rows.append(dict(task=task, dataset=dataset, method=method, cells=len(cells),
-                             measured_s=float(cells["wall_time_s"].sum()), estimate_s=estimate))
-        return pd.DataFrame(rows)
-    finally:
-        board.size_model = model
+    rows = []
+    long = table[table["method_kind"].isin(("peer", "seed")) & (table["status"] == "ok")]
+    for (task, dataset, method), cells in long.groupby(["task", "dataset", "method"]):
+        rest = table.drop(cells.index)
+        todo = cells.assign(state="missing", skip="")
+        estimate = float(board.cell_estimates(rest, todo, scale_by_size=with_size_model).sum())
+        rows.append(dict(task=task, dataset=dataset, method=method, cells=len(cells),
+                         measured_s=float(cells["wall_time_s"].sum()), estimate_s=estimate))
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
