@@ -302,11 +302,26 @@ def _command_from(params: dict) -> str:
     return " ".join(args)
 
 
-def add(results_dir: str | Path, board_dir: Path = REFERENCE_DIR, only_valid: bool = False) -> dict:
+POSITION = ["task", "split", "dataset", "instance", "method", "seed"]  # a grid cell, whatever its key
+
+
+def superseded(table: pd.DataFrame, current_keys: set[str]) -> pd.Series:
+    """The stale rows that a current one replaces: same task, split, dataset, instance, method
+    and seed, but a key the grid no longer has (a method or task version bumped, say), beside a
+    row whose key it has. A stale row nothing replaces stays, and `board status` names it."""
+    current = table["cell_key"].isin(current_keys)
+    replaced_at = set(map(tuple, table.loc[current, POSITION].astype(str).to_numpy()))
+    position = pd.Series(list(map(tuple, table[POSITION].astype(str).to_numpy())), index=table.index)
+    return ~current & position.isin(replaced_at)
+
+
+def add(results_dir: str | Path, board_dir: Path = REFERENCE_DIR, only_valid: bool = False,
+        grid: pd.DataFrame | None = None) -> dict:
     """Merge the finished cells of a results folder into the board. Every cell is checked
     (``refusals``); with any refused, nothing is written unless ``only_valid``. A board cell is
-    replaced only by a better record of the same key (ok or skipped over failed); provenance
-    records are appended, deduplicated by invocation. Returns counts and the refusals."""
+    replaced only by a better record of the same key (ok or skipped over failed), or by the
+    re-run of a stale cell (``superseded``: git history keeps the old row); provenance records are
+    appended, deduplicated by invocation. Returns counts and the refusals."""
     results_dir = Path(results_dir)
     if not (results_dir / "mlflow.db").is_file() and not (results_dir / "results.parquet").is_file():
         raise StbenchError(f"{results_dir} is not a results folder. Expected: the --results folder of a `stbench run`")
@@ -331,6 +346,9 @@ def add(results_dir: str | Path, board_dir: Path = REFERENCE_DIR, only_valid: bo
     merged = merged.drop_duplicates("cell_key", keep="first")
     added = int((merged["_rank"] == 1).sum())
     merged = merged.drop(columns=["_rank", "_better"])
+    grid = grid if grid is not None else grid_keys()
+    old = superseded(merged, set(grid["cell_key"]))
+    merged = merged[~old]
     merged = merged.sort_values(["task", "dataset", "instance", "split", "seed", "method"]).reset_index(drop=True)
     board_dir.mkdir(parents=True, exist_ok=True)
     tmp = board_dir / ".results.parquet.tmp"
@@ -343,4 +361,5 @@ def add(results_dir: str | Path, board_dir: Path = REFERENCE_DIR, only_valid: bo
     new_ids = {r["invocation"] for r in fresh} - set(records)
     records.update({r["invocation"]: r for r in fresh})  # a record seen RUNNING before is brought up to date
     prov_path.write_text(json.dumps(list(records.values()), indent=1, default=str) + "\n")
-    return {"added": added, "refused": refused, "cells": len(merged), "invocations": len(new_ids)}
+    return {"added": added, "refused": refused, "cells": len(merged), "invocations": len(new_ids),
+            "superseded": int(old.sum())}

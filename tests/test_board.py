@@ -202,3 +202,38 @@ def test_the_board_s_runs_resume_from_the_board_in_a_new_results_folder(tmp_path
                            reference_dir=FIXTURE)
     assert report.published == len(seeds) and report.executed == 1
     assert report.results["seed"].astype(int).tolist() == [new_seed]  # only the cell the board lacks ran
+
+
+def test_board_add_replaces_a_stale_cell_by_its_re_run_and_never_the_other_way(tmp_path, monkeypatch):
+    """After a method's version bump its committed cells are stale; their re-runs (same task,
+    split, dataset, instance, method, seed; a current key) replace them on `board add`. A re-run
+    from older code arriving late never displaces a current cell, and a stale cell with no re-run
+    stays for `board status` to name."""
+    import shutil
+
+    shutil.copytree(FIXTURE, tmp_path / "board")
+    published = board.read_board(tmp_path / "board")
+    at = lambda t, method, seed: (t["method"] == method) & (t["seed"].astype(int) == seed)  # noqa: E731
+    rerun = published[at(published, "pca_kmeans", 0)].assign(cell_key="key-after-the-bump", primary_value=0.5,
+                                                             run_id="invocation-new")
+    late = published[at(published, "negative_control", 1)].assign(cell_key="key-before-a-bump",
+                                                                    run_id="invocation-old")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "results.parquet").touch()
+    monkeypatch.setattr(board, "ResultStore", lambda _: type("Store", (), {"table": lambda self: pd.concat([rerun, late])})())
+    monkeypatch.setattr(board, "refusals", lambda cells: pd.Series("", index=cells.index, dtype=object))
+    monkeypatch.setattr(board, "invocation_records", lambda *_: [])
+    bumped = published.loc[at(published, "pca_kmeans", 0), "cell_key"].tolist()
+    stale_left = published.loc[at(published, "pca_kmeans", 1), "cell_key"].tolist()
+    grid = pd.DataFrame({"cell_key": [k for k in published["cell_key"] if k not in bumped + stale_left]
+                         + ["key-after-the-bump"]})
+    done = board.add(results, board_dir=tmp_path / "board", grid=grid)
+    after = board.read_board(tmp_path / "board")
+    assert done["superseded"] == 2  # the pre-bump pca_kmeans seed 0 and the late pre-bump re-run
+    assert after.loc[at(after, "pca_kmeans", 0), "cell_key"].tolist() == ["key-after-the-bump"]
+    assert after.loc[at(after, "negative_control", 1), "cell_key"].tolist() == \
+        published.loc[at(published, "negative_control", 1), "cell_key"].tolist()
+    assert after.loc[at(after, "pca_kmeans", 1), "cell_key"].tolist() == stale_left  # nothing replaces it
+    assert len(after) == len(published)
+

@@ -118,3 +118,26 @@ def test_inr_rule_siren_for_sparse_ffn_for_dense_slices():
 
     assert inr_for(grid(78)) == "siren"  # a Visium-like capture area
     assert inr_for(grid(200)) == "ffn"  # Stereo-seq-like bins
+
+
+def test_stage_sliced_w2_is_pots_distance_with_the_same_projections():
+    """STAGE's fast equal-size W2 against POT's general one, fed the projections it drew."""
+    import ot
+
+    from stbench.methods.stage import sliced_w2
+
+    gen = torch.Generator().manual_seed(3)
+    u, v = torch.randn(64, 2, generator=gen, dtype=torch.float64), torch.rand(64, 2, generator=gen, dtype=torch.float64)
+    torch.manual_seed(0)
+    ours = sliced_w2(u, v, n_projections=50)
+    torch.manual_seed(0)
+    P = torch.randn(2, 50, dtype=torch.float64)
+    P = P / P.norm(dim=0, keepdim=True)
+    assert float(ours) == pytest.approx(float(ot.sliced_wasserstein_distance(u, v, projections=P)), rel=1e-10)
+    # by hand: v = u shifted by t moves every projection onto theta by t.theta, so the squared
+    # W2 averaged over directions on the circle is |t|^2 / 2: 25 / 2 for t = (3, 4)
+    torch.manual_seed(0)
+    shifted = sliced_w2(u, u + torch.tensor([3.0, 4.0], dtype=torch.float64), n_projections=200_000)
+    assert float(shifted) == pytest.approx((25 / 2) ** 0.5, rel=0.01)
+    with pytest.raises(ValueError, match="equal-sized"):
+        sliced_w2(u, v[:10], 5)
