@@ -344,11 +344,11 @@ def add(results_dir: str | Path, board_dir: Path = REFERENCE_DIR, only_valid: bo
     # per key: the done record over a failed one; between equals, the one already published
     merged = merged.sort_values(["cell_key", "_better", "_rank"], ascending=[True, False, True])
     merged = merged.drop_duplicates("cell_key", keep="first")
-    added = int((merged["_rank"] == 1).sum())
-    merged = merged.drop(columns=["_rank", "_better"])
     grid = grid if grid is not None else grid_keys()
     old = superseded(merged, set(grid["cell_key"]))
-    merged = merged[~old]
+    # a stale cell that arrives (from a run of older code) and is dropped at once is not "added"
+    added = int(((merged["_rank"] == 1) & ~old).sum())
+    merged = merged[~old].drop(columns=["_rank", "_better"])
     merged = merged.sort_values(["task", "dataset", "instance", "split", "seed", "method"]).reset_index(drop=True)
     board_dir.mkdir(parents=True, exist_ok=True)
     tmp = board_dir / ".results.parquet.tmp"

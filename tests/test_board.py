@@ -231,6 +231,7 @@ def test_board_add_replaces_a_stale_cell_by_its_re_run_and_never_the_other_way(t
     done = board.add(results, board_dir=tmp_path / "board", grid=grid)
     after = board.read_board(tmp_path / "board")
     assert done["superseded"] == 2  # the pre-bump pca_kmeans seed 0 and the late pre-bump re-run
+    assert done["added"] == 1  # the late one was dropped on arrival: only the re-run joined
     assert after.loc[at(after, "pca_kmeans", 0), "cell_key"].tolist() == ["key-after-the-bump"]
     assert after.loc[at(after, "negative_control", 1), "cell_key"].tolist() == \
         published.loc[at(published, "negative_control", 1), "cell_key"].tolist()
