@@ -288,7 +288,8 @@ def cmd_board(args) -> int:
     if len(done["refused"]):
         print(f"refused {len(done['refused'])} cells:\n" + done["refused"].groupby("reason").size().to_string())
     html = _write_reference_page(REFERENCE_DIR)
-    replaced = f"; {done['superseded']} stale cells dropped for a current re-run of the same cell" if done["superseded"] else ""
+    replaced = (f"; {done['superseded']} stale cells dropped for a current re-run of the same cell"
+                if done["superseded"] else "")
     print(f"added {done['added']} cells ({done['invocations']} new invocation records){replaced}; the board "
           f"holds {done['cells']} cells; wrote {html}")
     return 0

@@ -21,7 +21,8 @@ def step_ms(model, opt, x, xy, distance, repeats=15) -> float:
         opt.zero_grad()
         z = model.encoder(x)
         recon = model.decoder(z)
-        loss = 0.1 * (F.l1_loss(z, xy) + 0.1 * distance(z, xy)) + 0.01 * (F.mse_loss(recon, x) + 0.1 * F.l1_loss(recon, x))
+        latent = F.l1_loss(z, xy) + 0.1 * distance(z, xy)
+        loss = 0.1 * latent + 0.01 * (F.mse_loss(recon, x) + 0.1 * F.l1_loss(recon, x))
         loss.backward()
         opt.step()
     step()  # warm-up

@@ -221,7 +221,8 @@ def test_board_add_replaces_a_stale_cell_by_its_re_run_and_never_the_other_way(t
     results = tmp_path / "results"
     results.mkdir()
     (results / "results.parquet").touch()
-    monkeypatch.setattr(board, "ResultStore", lambda _: type("Store", (), {"table": lambda self: pd.concat([rerun, late])})())
+    store = type("Store", (), {"table": lambda self: pd.concat([rerun, late])})
+    monkeypatch.setattr(board, "ResultStore", lambda _: store())
     monkeypatch.setattr(board, "refusals", lambda cells: pd.Series("", index=cells.index, dtype=object))
     monkeypatch.setattr(board, "invocation_records", lambda *_: [])
     bumped = published.loc[at(published, "pca_kmeans", 0), "cell_key"].tolist()
