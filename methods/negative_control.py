@@ -12,7 +12,7 @@ from stbench.tasks import TASKS, get_task
 negative_control = Method(
     name="negative_control", kind="control", label="Negative control",
     summary="Seeded random output of the right shape: random observed spots, "
-    "each gene shuffled across spots, random labels, embeddings or coordinates.",
+    "each gene shuffled across spots, random labels or embeddings, the query set down far off the reference.",
 )
 
 

@@ -5,7 +5,8 @@ import pytest
 import scipy.sparse as sp
 
 from stbench.tasks.metrics import METRICS
-from stbench.tasks.metrics.alignment import coord_rmse, ltari, ltari_mapped, transfer_partner
+from stbench.tasks.metrics.alignment import (coord_rmse, label_transfer_ari, ltari, ltari_mapped, ltari_nn, ltari_plan,
+                                             rigid_part, transfer_partner)
 from stbench.tasks.metrics.expression import (cosine, cosine_gene, expression_scores, mae, mae_nz, mse, mse_nz,
                                               pearson, pearson_gene, spearman, spearman_gene)
 from stbench.tasks.metrics.integration import batch_asw, integration_scores, label_asw
@@ -107,17 +108,41 @@ def test_ltari_and_rmse_by_hand():
     aligned = np.array([[1.0, 0.0], [2.0, 0.0], [9.0, 0.0], [8.0, 0.0]])
     partner, rule = transfer_partner(ref_xy, aligned)
     assert rule == "nearest_neighbour" and partner.tolist() == [0, 0, 1, 1]
-    assert ltari(ref_lab, q_lab, partner) == pytest.approx(1.0)  # unlabelled spot scored out
+    assert label_transfer_ari(ref_lab, q_lab, partner) == pytest.approx(1.0)  # unlabelled spot scored out
     plan = np.array([[0, 1], [1, 0], [1, 0], [0, 1]], float)
     partner, rule = transfer_partner(ref_xy, aligned, plan)
     assert rule == "argmax_pi" and partner.tolist() == [1, 0, 0, 1]
     # transferred b,a,a vs true a,a,b -> ARI of (0,0,1) vs (1,0,0) = -0.5
-    assert ltari(ref_lab, q_lab, partner) == pytest.approx(-0.5)
+    assert ltari_plan(ref_lab, q_lab, plan) == pytest.approx(-0.5)
+    assert np.isnan(ltari_plan(ref_lab, q_lab, None))
     # a partial plan: the empty row (spot 1) has no partner and is scored out, not sent to reference spot 0
     partial = np.array([[1, 0], [0, 0], [0, 1], [0, 1]], float)
     partner, _ = transfer_partner(ref_xy, aligned, sp.csr_matrix(partial))
     assert partner.tolist() == [0, -1, 1, 1] and ltari_mapped(partner) == pytest.approx(0.75)
-    assert ltari(ref_lab, q_lab, partner) == pytest.approx(1.0)  # a->a, b->b over spots 0 and 2
+    assert ltari_plan(ref_lab, q_lab, sp.csr_matrix(partial)) == pytest.approx(1.0)  # a->a, b->b: spots 0, 2
+
+
+def test_ltari_scores_the_rigid_part_of_the_answer_only():
+    """Query spots at x = 1, 2, 9, 8 (labels a, b, b, a); reference a at x = 0, b at x = 10."""
+    ref_xy = np.array([[0.0, 0.0], [10.0, 0.0]])
+    ref_lab = np.array(["a", "b"], dtype=object)
+    q_lab = np.array(["a", "b", "b", "a"], dtype=object)
+    given = np.array([[1.0, 0.0], [2.0, 0.0], [9.0, 0.0], [8.0, 0.0]])
+    # a rigid answer (a half turn about (5, 0)) is scored as it is: partners b, b, a, a
+    turned = np.column_stack([10 - given[:, 0], -given[:, 1]])
+    np.testing.assert_allclose(rigid_part(given, turned), turned, atol=1e-12)
+    # transferred b,b,a,a vs true a,b,b,a: ARI of (0,0,1,1) vs (0,1,1,0) = (0 - 2/3) / (2 - 2/3) = -0.5
+    assert ltari(ref_lab, q_lab, ref_xy, given, turned) == pytest.approx(-0.5)
+    # a per-spot placement on same-label reference spots wins the nearest-neighbour rule ...
+    cheat = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 0.0], [0.0, 0.0]])
+    assert ltari_nn(ref_lab, q_lab, ref_xy, cheat) == pytest.approx(1.0)
+    # ... but its rigid part is the identity (centroids 5 and 5; the x-covariance is positive), so
+    # ltari sees the given coordinates: partners a, a, b, b, ARI -0.5 again
+    np.testing.assert_allclose(rigid_part(given, cheat), given, atol=1e-12)
+    assert ltari(ref_lab, q_lab, ref_xy, given, cheat) == pytest.approx(-0.5)
+
+
+def test_rmse_by_hand():
     assert coord_rmse([[0, 0], [0, 0]], [[3, 4], [0, 0]]) == pytest.approx(np.sqrt(12.5))
     # a spot without a reference position (NaN) is scored out
     assert coord_rmse([[0, 0], [np.nan, np.nan]], [[3, 4], [0, 0]]) == pytest.approx(5.0)

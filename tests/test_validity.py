@@ -55,3 +55,16 @@ def test_denoising_on_a_sample_target_is_ranked_as_the_rule_says(synthetic, spli
     assert bool(reason) != ranked, f"denoising/{split} on a sample target is declared {'un' if reason else ''}ranked"
     if not ranked:
         assert failures[0].startswith(f"{task.TRIVIAL_BASELINE} "), failures  # the identity wins, as the reason says
+
+
+@pytest.mark.parametrize("name,ranked", [("merfish_hypothalamus", False), ("dlpfc", True)])
+def test_alignment_is_ranked_only_where_the_true_placement_transfers_the_labels(data_dir, name, ranked):
+    """LTARI grades a placement by the labels it transfers. MERFISH's labels are cell types: the
+    true placement of its z-planes transfers almost none of them (LTARI about 0.03), so no
+    alignment can be ranked by LTARI there; DLPFC's layers transfer (about 0.65)."""
+    task = TASKS["alignment"]
+    dataset = load_dataset(name, data_dir)
+    problem = task.make_problem(dataset, task.instances(dataset.spec)[0], "rigid", 0)
+    truth = task.checked_scores(problem, task.check_output(problem, task.reference_output(problem)))
+    assert (truth["ltari"] > 0.5) == ranked, f"{name}: the true placement's LTARI is {truth['ltari']:.3f}"
+    assert bool(task.unranked_reason(dataset, "rigid")) != ranked
