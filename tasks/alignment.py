@@ -234,7 +234,8 @@ class Alignment(Task):
         (``rigid_part``), and a scatter's rigid part is the query centred on the reference at some
         rotation, a chance alignment that scored between 0.07 and 0.62 on the synthetic pairs."""
         rng = np.random.default_rng(seed)
-        ref, query = np.asarray(inputs.reference.obsm["spatial"], float), np.asarray(inputs.query.obsm["spatial"], float)
+        ref = np.asarray(inputs.reference.obsm["spatial"], float)
+        query = np.asarray(inputs.query.obsm["spatial"], float)
         width = np.ptp(ref, axis=0).max() + np.ptp(query, axis=0).max()
         direction = rotation(rng.uniform(0, 2 * np.pi)) @ np.array([1.0, 0.0])
         return query - query.mean(axis=0) + ref.mean(axis=0) + 1000 * width * direction

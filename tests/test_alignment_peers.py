@@ -201,8 +201,9 @@ def test_positive_control_finds_the_labels_best_rigid_placement_from_a_nearby_st
     ref_xy, true_xy = sol["reference_spatial"], sol["query_true_spatial"]
     labels = (sol["reference_labels"], sol["query_labels"])
     th = np.radians(3.0)
+    turn = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
     centre = true_xy.mean(axis=0)
-    start = (true_xy - centre) @ np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]]).T + centre + 3 * PITCH_UM
+    start = (true_xy - centre) @ turn.T + centre + 3 * PITCH_UM
     found = best_rigid_by_labels(ref_xy, labels[0], start, labels[1])
     assert ltari_nn(*labels, ref_xy, start) < ltari_nn(*labels, ref_xy, true_xy) - 0.05  # the start is worse
     assert ltari_nn(*labels, ref_xy, found) >= ltari_nn(*labels, ref_xy, true_xy) - 0.01
