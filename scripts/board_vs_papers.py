@@ -71,6 +71,9 @@ def task_tables(table: pd.DataFrame, catalog: dict) -> list[str]:
             s = pd.concat([s[s["cells"] == problems], s[s["cells"] != problems]])  # the incomplete last
             out.append(f"**{ds}** ({problems} problems: {', '.join(sorted(cells['split'].unique()))}; "
                        f"{cells['instance'].nunique()} slices or pairs; seeds {cells['seed'].nunique()})\n")
+            for split, reason in cells.groupby("split")["unranked"].first().items():
+                if isinstance(reason, str) and reason:  # the task's measured reason, recorded with every cell
+                    out.append(f"*{split}: shown, not ranked*: {reason}.\n")
             out.append("| method | kind | mean ± sd | seeds | cells |")
             out.append("|---|---|---|---|---|")
             kinds = cells.drop_duplicates("method").set_index("method")["method_kind"]
