@@ -7,6 +7,8 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
+from stbench.tasks.geometry import spot_spacing  # noqa: F401 (the methods' import path)
+
 
 def knn_average_matrix(coords: np.ndarray, k: int = 6, include_self: bool = True) -> sp.csr_matrix:
     """Row-stochastic (n x n) matrix averaging each spot over its k spatial neighbours (and itself)."""
@@ -17,12 +19,6 @@ def knn_average_matrix(coords: np.ndarray, k: int = 6, include_self: bool = True
         idx = idx[:, 1:]
     rows = np.repeat(np.arange(n), idx.shape[1])
     return sp.csr_matrix((np.full(rows.size, 1.0 / idx.shape[1]), (rows, idx.ravel())), shape=(n, n))
-
-
-def spot_spacing(xy: np.ndarray) -> float:
-    """Median distance of a spot to its nearest neighbour: the slice's natural length unit (its pitch)."""
-    d = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)[0][:, 1]
-    return float(np.median(d))
 
 
 def pca(X, n_components: int = 30, seed: int = 0) -> np.ndarray:

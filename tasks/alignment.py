@@ -47,7 +47,7 @@ import scipy.sparse as sp
 
 from stbench.datasets.preprocessing import log_normalize, select_hvg
 from stbench.tasks.base import Built, Problem, Task, label_array, make_view, split_rng
-from stbench.tasks.geometry import kabsch
+from stbench.tasks.geometry import kabsch, spot_spacing
 from stbench.tasks.metrics.alignment import (coord_rmse, ltari, ltari_mapped, ltari_nn, ltari_plan,
                                              registration_rmse, transfer_partner)
 
@@ -63,10 +63,8 @@ def best_rigid_by_labels(ref_xy, ref_labels, start, query_labels) -> np.ndarray:
     LTARI, found by pattern search: try a step either way in x, in y and in angle, keep the best
     move, halve the steps when none improves; from 4 spot spacings and 4 degrees down to a
     twentieth of a spacing. Deterministic; a few hundred LTARI evaluations."""
-    from sklearn.neighbors import NearestNeighbors
-
     ref_xy, start = np.asarray(ref_xy, float), np.asarray(start, float)
-    spacing = float(np.median(NearestNeighbors(n_neighbors=2).fit(ref_xy).kneighbors(ref_xy)[0][:, 1]))
+    spacing = spot_spacing(ref_xy)
     centre = start.mean(axis=0)
 
     def place(x, y, angle):

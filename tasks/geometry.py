@@ -13,3 +13,11 @@ def kabsch(P: np.ndarray, Q: np.ndarray, weights: np.ndarray | None = None) -> t
     d = np.sign(np.linalg.det(Vt.T @ U.T)) or 1.0
     R = Vt.T @ np.diag([1.0, d]) @ U.T
     return R, qc - R @ pc
+
+
+def spot_spacing(xy: np.ndarray) -> float:
+    """Median distance of a spot to its nearest neighbour: the slice's natural length unit (its pitch)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    d = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)[0][:, 1]
+    return float(np.median(d))
