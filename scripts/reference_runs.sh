@@ -38,7 +38,8 @@ for ds in $REAL; do run --datasets "$ds" --seeds 0 1 2; done
 run --tasks domain_identification --datasets dlpfc --instances 151673 --seeds 3 4 5 6 7 8 9
 # 2. the peers and seed methods on the rest of the grid, one whole task x dataset at a time, the
 #    cheapest to complete first (the order of `stbench board status`'s estimates; re-ordered when
-#    STAGE version 2 made its cells about 2x faster), so that each session's runs finish
+#    STAGE version 2 made its cells about 2x faster, and again when dlpfc_7k's measured cell times
+#    put its denoising last at 9 h), so that each session's runs finish
 #    comparisons the coverage rule can rank, instead of spreading cells over many comparisons
 #    that stay unranked.
 ALIGNERS="paste paste2 staligner spotscape"
@@ -53,12 +54,12 @@ gene_imputation merfish_hypothalamus $INRS
 spatial_imputation her2st $INRS
 alignment merfish_hypothalamus $ALIGNERS
 gene_imputation dlpfc_7k $INRS
-denoising dlpfc_7k $INRS
 alignment her2st $ALIGNERS
-spatial_imputation dlpfc $INRS
 gene_imputation dlpfc $INRS
+spatial_imputation dlpfc $INRS
 alignment dlpfc $ALIGNERS
 denoising dlpfc $INRS
+denoising dlpfc_7k $INRS
 PLAN
 # 3. anything the lines above miss (a method or dataset registered later): every method on every
 #    real dataset, seeds 0-2; recorded cells are skipped.
