@@ -9,7 +9,7 @@ from stbench.datasets.synthetic import content_sha256, simulate_tissue
 from stbench.methods import METHODS, RunContext
 from stbench.methods._fgw import fgw_plan, rigid_from_plan
 from stbench.tasks import get_task
-from stbench.tasks.alignment import best_rigid_by_labels
+from stbench.tasks.alignment import best_rigid_by_labels, rotation
 from stbench.tasks.metrics.alignment import ltari_nn, rigid_part
 
 TASK = get_task("alignment")
@@ -200,10 +200,8 @@ def test_positive_control_finds_the_labels_best_rigid_placement_from_a_nearby_st
     sol = pair.solution
     ref_xy, true_xy = sol["reference_spatial"], sol["query_true_spatial"]
     labels = (sol["reference_labels"], sol["query_labels"])
-    th = np.radians(3.0)
-    turn = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
     centre = true_xy.mean(axis=0)
-    start = (true_xy - centre) @ turn.T + centre + 3 * PITCH_UM
+    start = (true_xy - centre) @ rotation(np.radians(3.0)).T + centre + 3 * PITCH_UM
     found = best_rigid_by_labels(ref_xy, labels[0], start, labels[1])
     assert ltari_nn(*labels, ref_xy, start) < ltari_nn(*labels, ref_xy, true_xy) - 0.05  # the start is worse
     assert ltari_nn(*labels, ref_xy, found) >= ltari_nn(*labels, ref_xy, true_xy) - 0.01
