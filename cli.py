@@ -287,11 +287,15 @@ def cmd_board(args) -> int:
     done = board.add(args.results, only_valid=args.only_valid)
     if len(done["refused"]):
         print(f"refused {len(done['refused'])} cells:\n" + done["refused"].groupby("reason").size().to_string())
-    html = _write_reference_page(REFERENCE_DIR)
+    page = Path(REFERENCE_DIR) / "board.html"
+    # Rewrite the static page only when the board changed: an export of the same cells differs only by its
+    # timestamp, a diff that says nothing.
+    changed = done["added"] or done["superseded"] or done["invocations"] or not page.exists()
+    wrote = f"wrote {_write_reference_page(REFERENCE_DIR)}" if changed else f"{page} unchanged"
     replaced = (f"; {done['superseded']} stale cells dropped for a current re-run of the same cell"
                 if done["superseded"] else "")
     print(f"added {done['added']} cells ({done['invocations']} new invocation records){replaced}; the board "
-          f"holds {done['cells']} cells; wrote {html}")
+          f"holds {done['cells']} cells; {wrote}")
     return 0
 
 

@@ -239,3 +239,26 @@ def test_board_add_replaces_a_stale_cell_by_its_re_run_and_never_the_other_way(t
     assert after.loc[at(after, "pca_kmeans", 1), "cell_key"].tolist() == stale_left  # nothing replaces it
     assert len(after) == len(published)
 
+
+
+def test_board_add_rewrites_the_static_page_only_when_the_board_changed(tmp_path, monkeypatch):
+    """A `board add` that merges nothing leaves board.html as it was (an export of the same cells
+    would differ only by its timestamp); one that adds a cell writes the page again."""
+    import shutil
+    from types import SimpleNamespace
+
+    from stbench import cli
+    from stbench.benchmark import store
+
+    shutil.copytree(FIXTURE, tmp_path / "board")
+    page = tmp_path / "board" / "board.html"
+    page.write_text("the page as committed")
+    monkeypatch.setattr(store, "REFERENCE_DIR", tmp_path / "board")
+    merged = {"added": 0, "superseded": 0, "invocations": 0, "cells": 1, "refused": pd.DataFrame()}
+    monkeypatch.setattr(board, "add", lambda *_, **__: merged)
+    args = SimpleNamespace(board_command="add", results=tmp_path / "results", only_valid=False)
+    assert cli.cmd_board(args) == 0
+    assert page.read_text() == "the page as committed"
+    merged["added"] = 1
+    assert cli.cmd_board(args) == 0
+    assert "<html" in page.read_text().lower()
