@@ -321,7 +321,8 @@ def add(results_dir: str | Path, board_dir: Path = REFERENCE_DIR, only_valid: bo
     (``refusals``); with any refused, nothing is written unless ``only_valid``. A board cell is
     replaced only by a better record of the same key (ok or skipped over failed), or by the
     re-run of a stale cell (``superseded``: git history keeps the old row); provenance records are
-    appended, deduplicated by invocation. Returns counts and the refusals."""
+    appended, deduplicated by invocation. Returns counts (``superseded``: board rows replaced;
+    ``ignored_stale``: stale cells of the results folder dropped on arrival) and the refusals."""
     results_dir = Path(results_dir)
     if not (results_dir / "mlflow.db").is_file() and not (results_dir / "results.parquet").is_file():
         raise StbenchError(f"{results_dir} is not a results folder. Expected: the --results folder of a `stbench run`")
@@ -346,8 +347,10 @@ def add(results_dir: str | Path, board_dir: Path = REFERENCE_DIR, only_valid: bo
     merged = merged.drop_duplicates("cell_key", keep="first")
     grid = grid if grid is not None else grid_keys()
     old = superseded(merged, set(grid["cell_key"]))
-    # a stale cell that arrives (from a run of older code) and is dropped at once is not "added"
-    added = int(((merged["_rank"] == 1) & ~old).sum())
+    # a stale cell that arrives (from a run of older code) and is dropped at once is not "added", and
+    # the board did not change for it: it is counted apart from the board's own stale rows replaced
+    arriving = merged["_rank"] == 1
+    added = int((arriving & ~old).sum())
     merged = merged[~old].drop(columns=["_rank", "_better"])
     merged = merged.sort_values(["task", "dataset", "instance", "split", "seed", "method"]).reset_index(drop=True)
     board_dir.mkdir(parents=True, exist_ok=True)
@@ -362,4 +365,4 @@ def add(results_dir: str | Path, board_dir: Path = REFERENCE_DIR, only_valid: bo
     records.update({r["invocation"]: r for r in fresh})  # a record seen RUNNING before is brought up to date
     prov_path.write_text(json.dumps(list(records.values()), indent=1, default=str) + "\n")
     return {"added": added, "refused": refused, "cells": len(merged), "invocations": len(new_ids),
-            "superseded": int(old.sum())}
+            "superseded": int((old & ~arriving).sum()), "ignored_stale": int((old & arriving).sum())}

@@ -231,7 +231,8 @@ def test_board_add_replaces_a_stale_cell_by_its_re_run_and_never_the_other_way(t
                          + ["key-after-the-bump"]})
     done = board.add(results, board_dir=tmp_path / "board", grid=grid)
     after = board.read_board(tmp_path / "board")
-    assert done["superseded"] == 2  # the pre-bump pca_kmeans seed 0 and the late pre-bump re-run
+    assert done["superseded"] == 1  # the board's pre-bump pca_kmeans seed 0
+    assert done["ignored_stale"] == 1  # the late pre-bump re-run, dropped on arrival: the board never held it
     assert done["added"] == 1  # the late one was dropped on arrival: only the re-run joined
     assert after.loc[at(after, "pca_kmeans", 0), "cell_key"].tolist() == ["key-after-the-bump"]
     assert after.loc[at(after, "negative_control", 1), "cell_key"].tolist() == \
@@ -254,7 +255,9 @@ def test_board_add_rewrites_the_static_page_only_when_the_board_changed(tmp_path
     page = tmp_path / "board" / "board.html"
     page.write_text("the page as committed")
     monkeypatch.setattr(store, "REFERENCE_DIR", tmp_path / "board")
-    merged = {"added": 0, "superseded": 0, "invocations": 0, "cells": 1, "refused": pd.DataFrame()}
+    # a stale cell of the results folder, dropped on arrival, leaves the board as it was
+    merged = {"added": 0, "superseded": 0, "ignored_stale": 2, "invocations": 0, "cells": 1,
+              "refused": pd.DataFrame()}
     monkeypatch.setattr(board, "add", lambda *_, **__: merged)
     args = SimpleNamespace(board_command="add", results=tmp_path / "results", only_valid=False)
     assert cli.cmd_board(args) == 0
