@@ -294,7 +294,7 @@ def cmd_board(args) -> int:
     wrote = f"wrote {_write_reference_page(REFERENCE_DIR)}" if changed else f"{page} unchanged"
     replaced = (f"; {done['superseded']} stale board cells replaced by a current re-run of the same cell"
                 if done["superseded"] else "")
-    if done.get("ignored_stale"):
+    if done["ignored_stale"]:
         replaced += f"; {done['ignored_stale']} stale cells of {args.results} ignored (run by older code)"
     print(f"added {done['added']} cells ({done['invocations']} new invocation records){replaced}; the board "
           f"holds {done['cells']} cells; {wrote}")

@@ -241,7 +241,6 @@ def test_board_add_replaces_a_stale_cell_by_its_re_run_and_never_the_other_way(t
     assert len(after) == len(published)
 
 
-
 def test_board_add_rewrites_the_static_page_only_when_the_board_changed(tmp_path, monkeypatch):
     """A `board add` that merges nothing leaves board.html as it was (an export of the same cells
     would differ only by its timestamp); one that adds a cell writes the page again."""
