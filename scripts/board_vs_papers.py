@@ -12,7 +12,8 @@ The per-task tables use the seeds every slice of the dataset has (0-2); the extr
 How a "mean +- sd over seeds" is formed: each seed's value is the mean over the problems of that
 seed (splits and slices), and the mean and sample sd are taken over the seeds. A method's
 "cells" is how many of the problems it has an ``ok`` record for, out of the problems the board has
-for that task and dataset; a method with fewer is incomplete and its mean is over fewer problems.
+for that task and dataset less those it declares it does not solve (its ``skipped`` records); a
+method with fewer is incomplete and its mean is over fewer problems.
 
 The papers' figures are from ``notes/seed-methods.md``: they are not the same protocol (MOSTA
 slices for SUICA, the whole-slide pixel MAE for S2S-ST, faiss k-means for Spotscape), so the
@@ -68,7 +69,13 @@ def task_tables(table: pd.DataFrame, catalog: dict) -> list[str]:
             cells = cells[cells["seed"].isin(common)]
             problems = cells[PROBLEM].drop_duplicates().shape[0]
             s = over_seeds(cells, primary).sort_values("mean", ascending=not better)
-            s = pd.concat([s[s["cells"] == problems], s[s["cells"] != problems]])  # the incomplete last
+            # a method's problems leave out those it declares it does not solve (recorded as skipped,
+            # e.g. S2S-ST and bicubic off the lattice split): it is not incomplete for those
+            skipped = cells[cells["status"] == "skipped"].groupby("method").size()
+            s["problems"] = problems - skipped.reindex(s.index, fill_value=0)
+            # the ones over fewer problems than the others last: their means are over other problems
+            s = pd.concat([s[s["cells"] == problems], s[s["cells"] != problems]])
+            solved = cells[cells["status"] != "skipped"].groupby("method")["split"].unique()
             out.append(f"**{ds}** ({problems} problems: {', '.join(sorted(cells['split'].unique()))}; "
                        f"{cells['instance'].nunique()} slices or pairs; seeds {cells['seed'].nunique()})\n")
             for split, reason in cells.groupby("split")["unranked"].first().items():
@@ -78,9 +85,10 @@ def task_tables(table: pd.DataFrame, catalog: dict) -> list[str]:
             out.append("|---|---|---|---|---|")
             kinds = cells.drop_duplicates("method").set_index("method")["method_kind"]
             for m, r in s.iterrows():
-                flag = "" if r["cells"] == problems else " (incomplete)"
+                flag = "" if r["cells"] == problems else (
+                    f" ({', '.join(sorted(solved[m]))} only)" if r["cells"] == r["problems"] else " (incomplete)")
                 out.append(f"| {m} | {kinds[m]} | {pm(r['mean'], r['std'])} | {int(r['seeds'])} "
-                           f"| {int(r['cells'])} of {problems}{flag} |")
+                           f"| {int(r['cells'])} of {int(r['problems'])}{flag} |")
             out.append("")
     return out
 

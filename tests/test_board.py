@@ -149,6 +149,30 @@ def test_papers_script_averages_problems_per_seed_then_seeds_and_computes_the_s2
     assert "| d | s2s_st | 0.2700 ± 0.0000 | 0.100 ± 0.000 | 2 | 3 of 4 |" in text
 
 
+def test_papers_task_table_tells_a_method_that_skips_a_split_from_an_incomplete_one():
+    """knn has both splits (2 problems); s2s_st declares it does not solve random20 (a skipped
+    record) and has all of lattice2x; suica failed one: only suica is incomplete, and both are
+    listed after the methods whose means are over all problems."""
+    papers = _papers_script()
+    rows = [dict(task="spatial_imputation", split=split, dataset="d", instance="a", seed=0, method=m,
+                 method_kind="seed", status=status, pearson_gene=value, unranked="")
+            for m, split, status, value in (("knn_interpolation", "lattice2x", "ok", 0.1),
+                                            ("knn_interpolation", "random20", "ok", 0.3),
+                                            ("s2s_st", "lattice2x", "ok", 0.9),
+                                            ("s2s_st", "random20", "skipped", np.nan),
+                                            ("suica", "lattice2x", "ok", 0.5),
+                                            ("suica", "random20", "failed", np.nan))]
+    catalog = {"tasks": {"spatial_imputation": {"primary_metric": "pearson_gene",
+                                                "metrics": [{"name": "pearson_gene", "higher_is_better": True}]}}}
+    lines = papers.task_tables(pd.DataFrame(rows), catalog)
+    rows_by_method = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
+    assert rows_by_method["knn_interpolation"].endswith("| 2 of 2 |")
+    assert rows_by_method["s2s_st"].endswith("| 1 of 1 (lattice2x only) |")
+    assert rows_by_method["suica"].endswith("| 1 of 2 (incomplete) |")
+    order = [line.split(" | ")[0].strip("| ") for line in lines if line.startswith("| ") and "---" not in line]
+    assert order.index("knn_interpolation") < min(order.index("s2s_st"), order.index("suica"))
+
+
 def test_the_estimate_uses_the_board_s_own_cell_times_then_the_task_s_then_the_dataset_s_then_a_default():
     ran = pd.DataFrame(dict(task=["t", "t", "t", "u"], dataset=["a", "a", "b", "b"], method=["m", "m", "m", "m"],
                             method_kind="seed", status=["ok", "timeout", "ok", "ok"],
