@@ -25,7 +25,7 @@ def headlines() -> str:
     table, catalog, _ = load_board()
     board = Board(filter_cells(table, view="real"), catalog)
     out = [f"{len(board.table)} real-data cells on {table['dataset'].nunique()} datasets "
-           f"(`stbench board status` says what remains)."]
+           f"(`stbench board status` gives its coverage and any stale cells)."]
     for task in board.tasks:
         t = board.task_table(task)
         t = t[t["kind"] != "control"].head(ROWS)
